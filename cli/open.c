@@ -1,0 +1,144 @@
+/*
+ * open.c - opening a registered pool for a command, with errors a person can act on.
+ *
+ * The registry says where the members are; the pool layer checks their labels and takes an
+ * exclusive lock on each. When that fails, the cause is turned into words about this pool
+ * ("member /dev/sdc is missing", "in use by another process") rather than a bare errno.
+ */
+#include "cli/cli.h"
+
+#include <string.h>
+#include <unistd.h>
+
+const char *pool_open_cause(int err)
+{
+    switch (err) {
+    case -EBUSY:
+        return "pool is in use by another process";
+    case -ENOENT:
+        return "a member is missing";
+    case -EXDEV:
+        return "members belong to different pools";
+    case -EUCLEAN:
+        return "no valid superblock (metadata damaged)";
+    case -EPROTONOSUPPORT:
+        return "on-disk format version not supported";
+    case -EACCES:
+    case -EPERM:
+        return "permission denied on a member";
+    default:
+        return strerror(-err);
+    }
+}
+
+/* Names the member behind an -ENOENT or -EXDEV when we can find it. */
+static void report_member_problem(const char *name, const struct pool_entry *e, int err)
+{
+    for (unsigned i = 0; i < e->nmembers; i++) {
+        struct pool_label_info li;
+
+        if (access(e->members[i], F_OK) < 0) {
+            log_err("%s: member %s is missing", name, e->members[i]);
+            return;
+        }
+        if (pool_read_label(e->members[i], &li) < 0) {
+            log_err("%s: member %s carries no pool label", name, e->members[i]);
+            return;
+        }
+        if (memcmp(li.pool_uuid, e->uuid, sizeof li.pool_uuid) != 0) {
+            log_err("%s: member %s now belongs to another pool (%s)", name, e->members[i],
+                    li.pool_name);
+            return;
+        }
+    }
+    log_err("%s: %s", name, pool_open_cause(err));
+}
+
+int cli_pool_open(const struct cli *cli, const char *name, bool quiet, struct pool **out)
+{
+    struct pool_entry e;
+    struct pool_stats st;
+    struct pool *p = NULL;
+    int r;
+
+    *out = NULL;
+    r = registry_load(cli->state_dir, name, &e);
+    if (r == -ENOENT) {
+        if (!quiet)
+            log_err("%s: no such pool (not registered in %s; see 'cistern pool import')", name,
+                    cli->state_dir);
+        return r;
+    }
+    if (r < 0)
+        return r;
+
+    r = pool_open((const char *const *)e.members, e.nmembers, 0, &p);
+    if (r < 0) {
+        if (!quiet) {
+            if (r == -ENOENT || r == -EXDEV)
+                report_member_problem(name, &e, r);
+            else
+                log_err("%s: %s", name, pool_open_cause(r));
+        }
+        pool_entry_clear(&e);
+        return r;
+    }
+
+    pool_stat(p, &st);
+    if (memcmp(st.uuid, e.uuid, sizeof st.uuid) != 0 || strcmp(pool_name(p), name) != 0) {
+        char u[UUID_STR_LEN];
+        uuid_format(st.uuid, u);
+        if (!quiet)
+            log_err("%s: the registered members now hold pool %s (uuid %s): run 'cistern pool "
+                    "export %s' and import the pool again",
+                    name, pool_name(p), u, name);
+        pool_close(p);
+        pool_entry_clear(&e);
+        return -EXDEV;
+    }
+    pool_entry_clear(&e);
+
+    r = volumes_attach(p);
+    if (r < 0) {
+        if (!quiet)
+            log_err("%s: cannot read the volume catalog: %s", name, strerror(-r));
+        pool_close(p);
+        return r;
+    }
+    *out = p;
+    return 0;
+}
+
+int cli_pool_close(struct pool *pool)
+{
+    char name[CS_POOL_NAME_MAX + 1];
+    int r;
+
+    if (pool == NULL)
+        return 0;
+    snprintf(name, sizeof name, "%s", pool_name(pool));
+    r = pool_close(pool);
+    if (r < 0) {
+        log_err("%s: final commit failed: %s", name, strerror(-r));
+        return EXIT_RUNTIME;
+    }
+    return 0;
+}
+
+const char *vol_error_cause(int err)
+{
+    switch (err) {
+    case -ENOENT:
+        return "no such volume";
+    case -EEXIST:
+        return "a volume of that name exists";
+    case -ENOSPC:
+        return "out of space in the pool";
+    case -EBUSY:
+        return "volume is in use";
+    case -EROFS:
+        return "volume is read-only";
+    default:
+        return strerror(-err);
+    }
+}

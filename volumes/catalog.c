@@ -1,0 +1,538 @@
+/*
+ * The catalog of volumes (TREE_CATALOG: volume id -> struct disk_volume) and volume handles.
+ *
+ * Names are unique within a pool; the catalog is small, so a name is found by walking it.
+ * Each catalog operation commits before it returns, so a volume that "exists" for the user
+ * survives a crash.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/common.h"
+#include "volumes/vol_priv.h"
+
+static unsigned volume_refs(const void *value, struct value_ref *out)
+{
+    const struct disk_volume *v = value;
+    out[0].start = (pblk_t){v->map_root};
+    out[0].nblocks = 1;
+    out[0].tree_type = TREE_MAPPING;
+    return 1;
+}
+
+static int volume_check(uint64_t key, const void *value, char *why, size_t len)
+{
+    const struct disk_volume *v = value;
+    char name[NAME_MAX_LEN + 1];
+    memcpy(name, v->name, NAME_MAX_LEN);
+    name[NAME_MAX_LEN] = 0;
+    const char *bad;
+    if (key == 0)
+        snprintf(why, len, "volume id 0");
+    else if (name_check(name, &bad) < 0)
+        snprintf(why, len, "volume name: %s", bad);
+    else if (!IS_POW2(v->grain_size) || v->grain_size < VOL_MIN_GRAIN ||
+             v->grain_size > VOL_MAX_GRAIN)
+        snprintf(why, len, "volume %s: bad grain size %u", name, v->grain_size);
+    else if (v->size % CS_BLOCK_SIZE || v->size > VOL_MAX_SIZE)
+        snprintf(why, len, "volume %s: bad size %llu", name, (unsigned long long)v->size);
+    else if (v->map_root == 0)
+        snprintf(why, len, "volume %s: no mapping tree", name);
+    else
+        return 0;
+    return -EUCLEAN;
+}
+
+static const struct btree_type catalog_type = {
+    .type = TREE_CATALOG,
+    .value_size = sizeof(struct disk_volume),
+    .name = "catalog",
+    .refs = volume_refs,
+    .check = volume_check,
+};
+
+static int vols_precommit(struct pool *pool, void *ctx)
+{
+    struct vols *vols = ctx;
+    int r = 0;
+    pthread_mutex_lock(&vols->lock);
+    struct vstate *vs;
+    LIST_FOREACH(vs, &vols->open, link)
+        if (r == 0)
+            r = vstate_store(pool, vs);
+    pthread_mutex_unlock(&vols->lock);
+    return r;
+}
+
+struct vols *vols_of(struct pool *pool) { return pool_get_user(pool); }
+
+int volumes_attach(struct pool *pool)
+{
+    thin_init();
+    btree_type_register(&catalog_type);
+    if (pool_get_user(pool))
+        return 0;
+    struct vols *vols = calloc(1, sizeof(*vols));
+    if (!vols)
+        return -ENOMEM;
+    vols->pool = pool;
+    pthread_mutex_init(&vols->lock, NULL);
+    LIST_INIT(&vols->open);
+    int r = 0;
+    pool_md_lock(pool);
+    if (pblk_is_none(pool_root_get(pool, POOL_ROOT_CATALOG))) {
+        pblk_t root;
+        r = btree_create(pool, TREE_CATALOG, &root);
+        if (r == 0) {
+            pool_root_set(pool, POOL_ROOT_CATALOG, root);
+            r = pool_commit_locked(pool);
+        }
+    }
+    if (r == 0) {
+        pool_set_user(pool, vols);
+        pool_set_precommit(pool, vols_precommit, vols);
+    }
+    pool_md_unlock(pool);
+    if (r < 0)
+        free(vols);
+    return r;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Lookups
+ */
+
+static void rec_name(const struct disk_volume *v, char out[NAME_MAX_LEN + 1])
+{
+    memcpy(out, v->name, NAME_MAX_LEN);
+    out[NAME_MAX_LEN] = 0;
+}
+
+struct find_ctx {
+    const char *name;
+    uint64_t id;
+    struct disk_volume rec;
+};
+
+static int find_one(void *ctx, uint64_t key, const void *value)
+{
+    struct find_ctx *f = ctx;
+    const struct disk_volume *v = value;
+    if (strncmp(v->name, f->name, NAME_MAX_LEN) == 0) {
+        f->id = key;
+        f->rec = *v;
+        return 1;
+    }
+    return 0;
+}
+
+/* Finds a volume by name. md lock. */
+static int find_by_name(struct pool *pool, const char *name, uint64_t *id,
+                        struct disk_volume *rec)
+{
+    struct find_ctx f = {.name = name};
+    int r = btree_iterate(pool, TREE_CATALOG, pool_root_get(pool, POOL_ROOT_CATALOG), 0,
+                          find_one, &f);
+    if (r < 0)
+        return r;
+    if (r == 0)
+        return -ENOENT;
+    *id = f.id;
+    *rec = f.rec;
+    return 0;
+}
+
+static struct vstate *open_state(struct vols *vols, uint64_t id)
+{
+    struct vstate *vs;
+    LIST_FOREACH(vs, &vols->open, link)
+        if (vs->id == id)
+            return vs;
+    return NULL;
+}
+
+static int check_name(struct pool *pool, const char *name)
+{
+    const char *why;
+    if (name_check(name, &why) < 0) {
+        log_err("pool %s: volume name \"%s\": %s", pool_name(pool), name, why);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int put_record(struct pool *pool, uint64_t id, const struct disk_volume *rec, bool raw)
+{
+    pblk_t root = pool_root_get(pool, POOL_ROOT_CATALOG), nr;
+    int r = raw ? btree_insert_raw(pool, TREE_CATALOG, root, id, rec, &nr)
+                : btree_insert(pool, TREE_CATALOG, root, id, rec, &nr);
+    if (r == 0)
+        pool_root_set(pool, POOL_ROOT_CATALOG, nr);
+    return r;
+}
+
+int vstate_store(struct pool *pool, struct vstate *vs)
+{
+    if (!vs->dirty)
+        return 0;
+    vs->rec.map_root = vs->root.v;
+    /* The reference to the root moved with it when it was shadowed: store it raw. */
+    int r = put_record(pool, vs->id, &vs->rec, true);
+    if (r == 0)
+        vs->dirty = false;
+    return r;
+}
+
+/* Commits, or poisons nothing and reports: catalog changes are whole or not at all. */
+static int finish(struct pool *pool, int r)
+{
+    if (r == 0)
+        r = pool_commit_locked(pool);
+    pool_md_unlock(pool);
+    return r;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Catalog operations
+ */
+
+static void fill_info(struct pool *pool, uint64_t id, const struct disk_volume *rec,
+                      pblk_t root, struct vol_info *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->id = id;
+    rec_name(rec, out->name);
+    out->size = rec->size;
+    out->grain_size = rec->grain_size;
+    out->created_ns = rec->created_ns;
+    uint64_t blocks = 0, extents = 0;
+    if (thin_map_usage(pool, root, &blocks, &extents) == 0)
+        out->used_bytes = blocks * CS_BLOCK_SIZE;
+    /* Until compression exists, every mapped byte uses one byte of space. */
+    out->mapped_bytes = MIN(out->used_bytes, rec->size);
+}
+
+int vol_create(struct pool *pool, const char *name, uint64_t size, uint32_t grain,
+               struct vol_info *out)
+{
+    int r = check_name(pool, name);
+    if (r < 0)
+        return r;
+    if (grain == 0)
+        grain = VOL_DEFAULT_GRAIN;
+    if (!IS_POW2(grain) || grain < VOL_MIN_GRAIN || grain > VOL_MAX_GRAIN) {
+        log_err("volume %s: grain size %u is not a power of two from 4K to 1M", name, grain);
+        return -EINVAL;
+    }
+    if (size == 0 || size % CS_BLOCK_SIZE || size > VOL_MAX_SIZE) {
+        log_err("volume %s: size %llu is not a positive multiple of 4K up to 1E", name,
+                (unsigned long long)size);
+        return -EINVAL;
+    }
+    pool_md_lock(pool);
+    uint64_t id;
+    struct disk_volume rec;
+    r = find_by_name(pool, name, &id, &rec);
+    if (r == 0) {
+        log_err("volume %s/%s already exists", pool_name(pool), name);
+        pool_md_unlock(pool);
+        return -EEXIST;
+    }
+    if (r != -ENOENT) {
+        pool_md_unlock(pool);
+        return r;
+    }
+    memset(&rec, 0, sizeof(rec));
+    pblk_t root;
+    r = thin_map_create(pool, &root);
+    if (r == 0) {
+        rec.map_root = root.v;
+        rec.size = size;
+        rec.grain_size = grain;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        rec.created_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        memcpy(rec.name, name, strnlen(name, NAME_MAX_LEN));
+        id = pool_next_id(pool);
+        r = put_record(pool, id, &rec, false);
+    }
+    if (r == 0 && out)
+        fill_info(pool, id, &rec, root, out);
+    return finish(pool, r);
+}
+
+int vol_delete(struct pool *pool, const char *name)
+{
+    struct vols *vols = vols_of(pool);
+    pool_md_lock(pool);
+    uint64_t id;
+    struct disk_volume rec;
+    int r = find_by_name(pool, name, &id, &rec);
+    if (r == 0) {
+        pthread_mutex_lock(&vols->lock);
+        bool busy = open_state(vols, id) != NULL;
+        pthread_mutex_unlock(&vols->lock);
+        if (busy) {
+            log_err("volume %s/%s is open", pool_name(pool), name);
+            r = -EBUSY;
+        }
+    }
+    if (r == 0) {
+        pblk_t nr;
+        /* Removing the record drops its reference to the mapping tree, which frees every
+         * node and extent only this volume held. */
+        r = btree_remove(pool, TREE_CATALOG, pool_root_get(pool, POOL_ROOT_CATALOG), id, &nr);
+        if (r == 0)
+            pool_root_set(pool, POOL_ROOT_CATALOG, nr);
+    }
+    return finish(pool, r);
+}
+
+int vol_rename(struct pool *pool, const char *from, const char *to)
+{
+    int r = check_name(pool, to);
+    if (r < 0)
+        return r;
+    struct vols *vols = vols_of(pool);
+    pool_md_lock(pool);
+    uint64_t id, other;
+    struct disk_volume rec, orec;
+    r = find_by_name(pool, from, &id, &rec);
+    if (r == 0 && find_by_name(pool, to, &other, &orec) == 0) {
+        log_err("volume %s/%s already exists", pool_name(pool), to);
+        r = -EEXIST;
+    }
+    if (r == 0) {
+        memset(rec.name, 0, sizeof(rec.name));
+        memcpy(rec.name, to, strnlen(to, NAME_MAX_LEN));
+        pthread_mutex_lock(&vols->lock);
+        struct vstate *vs = open_state(vols, id);
+        if (vs) {
+            memcpy(vs->rec.name, rec.name, sizeof(rec.name));
+            rec_name(&rec, vs->name);
+            rec.map_root = vs->root.v; /* the live root; stored below */
+            vs->dirty = false;
+        }
+        pthread_mutex_unlock(&vols->lock);
+        r = put_record(pool, id, &rec, true);
+    }
+    return finish(pool, r);
+}
+
+int vol_resize(struct pool *pool, const char *name, uint64_t new_size)
+{
+    if (new_size == 0 || new_size % CS_BLOCK_SIZE || new_size > VOL_MAX_SIZE) {
+        log_err("volume %s: size %llu is not a positive multiple of 4K up to 1E", name,
+                (unsigned long long)new_size);
+        return -EINVAL;
+    }
+    struct vol *v;
+    int r = vol_open(pool, name, 0, &v);
+    if (r < 0)
+        return r;
+    struct vstate *vs = v->vs;
+    uint64_t old = vs->rec.size;
+    if (new_size < old) {
+        struct vols *vols = vols_of(pool);
+        pthread_mutex_lock(&vols->lock);
+        int opens = vs->opens;
+        pthread_mutex_unlock(&vols->lock);
+        if (opens > 1) {
+            log_err("volume %s/%s is open: it cannot shrink under its users", pool_name(pool),
+                    name);
+            vol_close(v);
+            return -EBUSY;
+        }
+        /* Zero the part of a cut grain beyond the new end, so growing again later shows
+         * zeros there, then unmap every grain past it. */
+        uint64_t gsz = vs->rec.grain_size;
+        uint64_t cut_end = MIN(ROUND_UP(new_size, gsz), old);
+        if (cut_end > new_size)
+            r = vol_write_zeroes(v, new_size, cut_end - new_size, 0);
+        if (r == 0) {
+            pool_md_lock(pool);
+            uint64_t first = DIV_ROUND_UP(new_size, gsz);
+            r = thin_map_remove(pool, vs->root, first, UINT64_MAX / 2 - first, vs->grain_blocks,
+                                &vs->root);
+            vs->dirty = true;
+            pool_md_unlock(pool);
+        }
+    }
+    if (r == 0) {
+        pool_md_lock(pool);
+        vs->rec.size = new_size;
+        vs->dirty = true;
+        r = vstate_store(pool, vs);
+        r = finish(pool, r);
+    }
+    int c = vol_close(v);
+    return r < 0 ? r : c;
+}
+
+int vol_get_info(struct pool *pool, const char *name, struct vol_info *out)
+{
+    pool_md_lock(pool);
+    uint64_t id;
+    struct disk_volume rec;
+    int r = find_by_name(pool, name, &id, &rec);
+    if (r == 0) {
+        struct vols *vols = vols_of(pool);
+        pthread_mutex_lock(&vols->lock);
+        struct vstate *vs = open_state(vols, id);
+        pblk_t root = vs ? vs->root : (pblk_t){rec.map_root};
+        if (vs)
+            rec = vs->rec;
+        pthread_mutex_unlock(&vols->lock);
+        fill_info(pool, id, &rec, root, out);
+    }
+    pool_md_unlock(pool);
+    return r;
+}
+
+struct list_ctx {
+    struct vol_info *items;
+    size_t n, cap;
+};
+
+static int list_one(void *ctx, uint64_t key, const void *value)
+{
+    struct list_ctx *l = ctx;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        struct vol_info *p = realloc(l->items, cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        l->items = p;
+        l->cap = cap;
+    }
+    struct vol_info *vi = &l->items[l->n++];
+    memset(vi, 0, sizeof(*vi));
+    vi->id = key;
+    rec_name(value, vi->name);
+    return 0;
+}
+
+static int cmp_info_name(const void *a, const void *b)
+{
+    return strcmp(((const struct vol_info *)a)->name, ((const struct vol_info *)b)->name);
+}
+
+int vol_list(struct pool *pool, int (*fn)(void *ctx, const struct vol_info *vi), void *ctx)
+{
+    struct list_ctx l = {0};
+    pool_md_lock(pool);
+    int r = btree_iterate(pool, TREE_CATALOG, pool_root_get(pool, POOL_ROOT_CATALOG), 0,
+                          list_one, &l);
+    pool_md_unlock(pool);
+    if (r < 0) {
+        free(l.items);
+        return r;
+    }
+    qsort(l.items, l.n, sizeof(*l.items), cmp_info_name);
+    for (size_t i = 0; i < l.n && r == 0; i++) {
+        struct vol_info vi;
+        r = vol_get_info(pool, l.items[i].name, &vi);
+        if (r == 0)
+            r = fn(ctx, &vi);
+    }
+    free(l.items);
+    return r;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Handles
+ */
+
+int vol_open(struct pool *pool, const char *name, unsigned flags, struct vol **out)
+{
+    struct vols *vols = vols_of(pool);
+    if (!vols)
+        return -EINVAL;
+    struct vol *v = calloc(1, sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    v->flags = flags;
+    pool_md_lock(pool);
+    uint64_t id;
+    struct disk_volume rec;
+    int r = find_by_name(pool, name, &id, &rec);
+    if (r < 0) {
+        pool_md_unlock(pool);
+        free(v);
+        return r;
+    }
+    pthread_mutex_lock(&vols->lock);
+    struct vstate *vs = open_state(vols, id);
+    if (!vs) {
+        vs = calloc(1, sizeof(*vs));
+        if (!vs) {
+            r = -ENOMEM;
+        } else {
+            vs->vols = vols;
+            vs->id = id;
+            vs->rec = rec;
+            rec_name(&rec, vs->name);
+            vs->root = (pblk_t){rec.map_root};
+            vs->grain_blocks = rec.grain_size / CS_BLOCK_SIZE;
+            vs->grain_shift = (unsigned)__builtin_ctz(rec.grain_size);
+            pthread_mutex_init(&vs->lock, NULL);
+            pthread_cond_init(&vs->idle, NULL);
+            TAILQ_INIT(&vs->reqs);
+            vs->next_reactor = (unsigned)id;
+            LIST_INSERT_HEAD(&vols->open, vs, link);
+        }
+    }
+    if (vs) {
+        vs->opens++;
+        v->vs = vs;
+    }
+    pthread_mutex_unlock(&vols->lock);
+    pool_md_unlock(pool);
+    if (r < 0) {
+        free(v);
+        return r;
+    }
+    *out = v;
+    return 0;
+}
+
+int vol_close(struct vol *v)
+{
+    if (!v)
+        return 0;
+    struct vstate *vs = v->vs;
+    struct vols *vols = vs->vols;
+    struct pool *pool = vols->pool;
+    pthread_mutex_lock(&vs->lock);
+    while (vs->inflight)
+        pthread_cond_wait(&vs->idle, &vs->lock);
+    pthread_mutex_unlock(&vs->lock);
+    int r = 0;
+    pool_md_lock(pool);
+    pthread_mutex_lock(&vols->lock);
+    bool last = --vs->opens == 0;
+    if (last) {
+        r = vstate_store(pool, vs);
+        LIST_REMOVE(vs, link);
+    }
+    pthread_mutex_unlock(&vols->lock);
+    bool commit = last && vs->written;
+    if (r == 0 && commit)
+        r = pool_commit_locked(pool);
+    pool_md_unlock(pool);
+    if (last) {
+        pthread_mutex_destroy(&vs->lock);
+        pthread_cond_destroy(&vs->idle);
+        free(vs);
+    }
+    free(v);
+    return r;
+}
+
+uint64_t vol_size(const struct vol *v) { return v->vs->rec.size; }
+uint32_t vol_grain_size(const struct vol *v) { return v->vs->rec.grain_size; }
+const char *vol_name(const struct vol *v) { return v->vs->name; }
+struct pool *vol_pool(const struct vol *v) { return v->vs->vols->pool; }

@@ -1,0 +1,80 @@
+/*
+ * Cistern volumes: state shared by the files of volumes/ (catalog.c, io.c, sync.c).
+ *
+ * Every volume open in the process has one struct vstate, shared by its handles, so that
+ * requests through any handle are ordered by the same grain locks. The mapping root in the
+ * vstate is the live one; the catalog record is brought up to date before each commit (the
+ * pool's precommit hook) and when the last handle closes.
+ */
+#ifndef CISTERN_VOL_PRIV_H
+#define CISTERN_VOL_PRIV_H
+
+#include <pthread.h>
+#include <stddef.h>
+#ifndef __unused
+#define __unused __attribute__((unused))
+#endif
+#include <bsd/sys/queue.h>
+
+#include "thin/thin.h"
+#include "volumes/volumes.h"
+
+/* Catalog record: the value of TREE_CATALOG, keyed by volume id. */
+struct disk_volume {
+    uint64_t map_root;   /* pblk of the mapping tree (a reference held by this record) */
+    uint64_t size;       /* virtual size, bytes */
+    uint32_t grain_size; /* bytes */
+    uint32_t flags;      /* none yet */
+    uint64_t created_ns; /* wall clock, ns since the epoch */
+    uint64_t parent_id;  /* 0 */
+    uint64_t origin_id;  /* 0 */
+    uint64_t reserved[10];
+    char name[NAME_MAX_LEN]; /* NUL-padded; not terminated when 64 bytes long */
+};
+_Static_assert(sizeof(struct disk_volume) == 192, "catalog value is 192 bytes");
+
+struct ioreq;
+TAILQ_HEAD(ioreq_list, ioreq);
+
+struct vstate {
+    struct vols *vols;
+    LIST_ENTRY(vstate) link;
+    uint64_t id;
+    char name[NAME_MAX_LEN + 1];
+    struct disk_volume rec; /* the catalog record, map_root kept current (md lock) */
+    pblk_t root;            /* live mapping root (md lock) */
+    bool dirty;             /* root or record changed since written to the catalog */
+    uint32_t grain_blocks;
+    unsigned grain_shift;   /* log2 of the grain size in bytes */
+    struct alloc_cursor cursor;
+    int opens;              /* handles (vols->lock) */
+    bool written;           /* a handle wrote since the last commit (hint for close) */
+
+    pthread_mutex_t lock;   /* guards the fields below */
+    struct ioreq_list reqs; /* holding or waiting for grain locks, in arrival order */
+    unsigned inflight;
+    pthread_cond_t idle;
+    unsigned next_reactor;
+};
+
+/* Per pool: the volumes open in it. */
+struct vols {
+    struct pool *pool;
+    pthread_mutex_t lock;
+    LIST_HEAD(, vstate) open;
+};
+
+struct vol {
+    struct vstate *vs;
+    unsigned flags;
+};
+
+/* catalog.c */
+struct vols *vols_of(struct pool *pool);
+/* Writes the vstate's record to the catalog if dirty. md lock. */
+int vstate_store(struct pool *pool, struct vstate *vs);
+
+/* io.c */
+void vol_io_start(struct vol *v, struct vol_req *req);
+
+#endif

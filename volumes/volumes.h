@@ -1,0 +1,127 @@
+/*
+ * Cistern volumes: the catalog of volumes by name, and the volume I/O API.
+ *
+ * Model
+ *   The catalog is a tree of the pool (TREE_CATALOG): volume id -> record (name, virtual size,
+ *   grain size, mapping root, usage). A volume's data lives in its extent map (thin/). Reads
+ *   of unmapped grains return zeros; writing an all-zero grain unmaps it; discard unmaps whole
+ *   grains and zeroes partial ones. A grain that is shared or compressed is copied on write
+ *   (read-merge-write for partial grains); one referenced once is overwritten in place.
+ *
+ * I/O
+ *   vol_submit() is asynchronous: the request runs on a reactor thread and req->done is called
+ *   there with 0 or a negative errno. Requests that touch a common grain are ordered by arrival
+ *   (a write excludes every other request on its grains; reads share); others run in
+ *   parallel. A completed write is durable after a later FLUSH completes, or at once with
+ *   VOL_FUA. The vol_p* calls are synchronous wrappers for tools and tests.
+ *
+ * Threads
+ *   Catalog calls take the pool's md lock themselves. A struct vol may be used from any
+ *   thread; vol_close() waits for its requests.
+ *
+ * Errors
+ *   0 or a negative errno: -ENOENT (no such volume), -EEXIST (name taken), -EINVAL (bad name,
+ *   size or range), -ENOSPC (pool full), -EROFS (read-only handle), -EBUSY (open elsewhere),
+ *   -EIO (member I/O failed; nothing was acknowledged as written).
+ */
+#ifndef CISTERN_VOLUMES_H
+#define CISTERN_VOLUMES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/common.h"
+#include "pool/pool.h"
+
+#define VOL_MIN_GRAIN (4u << 10)
+#define VOL_MAX_GRAIN (1u << 20)
+#define VOL_DEFAULT_GRAIN (64u << 10)
+#define VOL_MAX_SIZE (1ull << 60) /* bytes */
+
+struct vol_info {
+    uint64_t id;
+    char name[NAME_MAX_LEN + 1];
+    uint64_t size;          /* virtual size, bytes (a multiple of 4096) */
+    uint32_t grain_size;    /* bytes */
+    uint64_t mapped_bytes;  /* virtual bytes backed by space */
+    uint64_t used_bytes;    /* physical bytes referenced by its map */
+    uint64_t created_ns;    /* wall clock, ns since the epoch */
+};
+
+/* Prepares the catalog of an open pool (creates it when new). Call once after pool_open. */
+int volumes_attach(struct pool *pool);
+
+/* Catalog operations. Blocking; each commits before returning. */
+int vol_create(struct pool *pool, const char *name, uint64_t size, uint32_t grain_size,
+               struct vol_info *out);
+int vol_delete(struct pool *pool, const char *name);
+int vol_rename(struct pool *pool, const char *from, const char *to);
+/* Grows or shrinks; shrinking frees what lies beyond the new size. -EBUSY if open elsewhere
+ * and shrinking. */
+int vol_resize(struct pool *pool, const char *name, uint64_t new_size);
+int vol_get_info(struct pool *pool, const char *name, struct vol_info *out);
+/* Calls @fn for each volume in name order until it returns non-zero (returned). */
+int vol_list(struct pool *pool, int (*fn)(void *ctx, const struct vol_info *vi), void *ctx);
+
+/* Handles */
+struct vol;
+
+#define VOL_OPEN_RDONLY 1u
+
+int vol_open(struct pool *pool, const char *name, unsigned flags, struct vol **out);
+/* Waits for requests in flight, commits if anything was written, and frees. Accepts NULL. */
+int vol_close(struct vol *v);
+uint64_t vol_size(const struct vol *v);
+uint32_t vol_grain_size(const struct vol *v);
+const char *vol_name(const struct vol *v);
+struct pool *vol_pool(const struct vol *v);
+
+/* Asynchronous requests */
+enum vol_op {
+    VOL_OP_READ,
+    VOL_OP_WRITE,
+    VOL_OP_WRITE_ZEROES,
+    VOL_OP_DISCARD,
+    VOL_OP_FLUSH,
+};
+
+#define VOL_FUA 1u      /* durable before completion */
+#define VOL_NO_UNMAP 2u /* write_zeroes: leave the range allocated (NBD NO_HOLE) */
+
+struct vol_req {
+    enum vol_op op;
+    uint32_t flags;  /* VOL_FUA, VOL_NO_UNMAP */
+    uint64_t offset; /* bytes; offset and length multiples of 512 */
+    uint64_t length;
+    void *buf;       /* read/write data, aligned to 4096 */
+    void (*done)(struct vol_req *req, int res);
+    void *priv;      /* the caller's */
+    void *internal;  /* the volume layer's, while in flight */
+};
+
+/* Starts @req. Completion always comes through req->done, even for invalid requests. */
+void vol_submit(struct vol *v, struct vol_req *req);
+
+/* Synchronous wrappers: any alignment of @buf. */
+int vol_pread(struct vol *v, void *buf, uint64_t len, uint64_t off);
+int vol_pwrite(struct vol *v, const void *buf, uint64_t len, uint64_t off, uint32_t flags);
+int vol_write_zeroes(struct vol *v, uint64_t off, uint64_t len, uint32_t flags);
+int vol_discard(struct vol *v, uint64_t off, uint64_t len);
+int vol_flush(struct vol *v);
+
+/* Which ranges are allocated and which read as zeros (from the extent map alone). */
+#define VOL_EXT_HOLE 1u /* not allocated */
+#define VOL_EXT_ZERO 2u /* reads as zeros */
+
+struct vol_extent {
+    uint64_t offset, length;
+    uint32_t flags;
+};
+
+/* Fills up to @max extents covering [off, off + len) from @off, merging equal neighbours;
+ * *n says how many. Takes the md lock. */
+int vol_block_status(struct vol *v, uint64_t off, uint64_t len, struct vol_extent *out,
+                     size_t max, size_t *n);
+
+#endif
