@@ -201,8 +201,9 @@ void pool_kick_commit(struct pool *pool);
 typedef int (*pool_precommit_fn)(struct pool *pool, void *ctx);
 void pool_set_precommit(struct pool *pool, pool_precommit_fn fn, void *ctx);
 
-/* A pointer the layer above may attach to the pool (the volumes layer's state). */
-void pool_set_user(struct pool *pool, void *user);
+/* A pointer the layer above may attach to the pool (the volumes layer's state); @destroy
+ * (may be NULL) frees it when the pool is closed or abandoned. */
+void pool_set_user(struct pool *pool, void *user, void (*destroy)(void *user));
 void *pool_get_user(struct pool *pool);
 
 /* Generation of the last commit; advances by one per commit. md lock not needed. */

@@ -97,6 +97,7 @@ struct pool {
     pool_precommit_fn precommit;
     void *precommit_ctx;
     void *user;
+    void (*user_destroy)(void *user);
 
     /* fault injection copied at open */
     bool fault_on;

@@ -47,7 +47,11 @@ const char *pool_name(const struct pool *pool) { return pool->name; }
 void pool_md_lock(struct pool *pool) { pthread_mutex_lock(&pool->md_lock); }
 void pool_md_unlock(struct pool *pool) { pthread_mutex_unlock(&pool->md_lock); }
 uint64_t pool_generation(struct pool *pool) { return atomic_load(&pool->generation); }
-void pool_set_user(struct pool *pool, void *user) { pool->user = user; }
+void pool_set_user(struct pool *pool, void *user, void (*destroy)(void *user))
+{
+    pool->user = user;
+    pool->user_destroy = destroy;
+}
 void *pool_get_user(struct pool *pool) { return pool->user; }
 
 void pool_set_precommit(struct pool *pool, pool_precommit_fn fn, void *ctx)
@@ -195,6 +199,8 @@ static void pool_free(struct pool *pool)
 {
     if (!pool)
         return;
+    if (pool->user_destroy)
+        pool->user_destroy(pool->user);
     sm_unload(pool);
     cache_destroy(pool->cache);
     for (unsigned i = 0; i < CS_MAX_MEMBERS; i++) {

@@ -69,6 +69,15 @@ static int vols_precommit(struct pool *pool, void *ctx)
 
 struct vols *vols_of(struct pool *pool) { return pool_get_user(pool); }
 
+/* Handles still open when the pool goes away are the caller's leak to report; the state of
+ * the volumes layer itself goes with the pool. */
+static void vols_destroy(void *user)
+{
+    struct vols *vols = user;
+    pthread_mutex_destroy(&vols->lock);
+    free(vols);
+}
+
 int volumes_attach(struct pool *pool)
 {
     thin_init();
@@ -92,7 +101,7 @@ int volumes_attach(struct pool *pool)
         }
     }
     if (r == 0) {
-        pool_set_user(pool, vols);
+        pool_set_user(pool, vols, vols_destroy);
         pool_set_precommit(pool, vols_precommit, vols);
     }
     pool_md_unlock(pool);
@@ -431,7 +440,8 @@ int vol_list(struct pool *pool, int (*fn)(void *ctx, const struct vol_info *vi),
         free(l.items);
         return r;
     }
-    qsort(l.items, l.n, sizeof(*l.items), cmp_info_name);
+    if (l.n > 1)
+        qsort(l.items, l.n, sizeof(*l.items), cmp_info_name);
     for (size_t i = 0; i < l.n && r == 0; i++) {
         struct vol_info vi;
         r = vol_get_info(pool, l.items[i].name, &vi);
