@@ -20,6 +20,8 @@
 #include "common/common.h"
 #include "pool/priv.h"
 
+static void unflushed_clear(void);
+
 static struct pool_fault g_fault;
 static bool g_fault_on;
 static atomic_uint_fast64_t g_fault_writes;
@@ -33,6 +35,7 @@ void pool_fault_set(const struct pool_fault *f)
         g_fault_on = false;
     }
     atomic_store(&g_fault_writes, 0);
+    unflushed_clear();
 }
 
 uint64_t pool_fault_writes(void) { return atomic_load(&g_fault_writes); }
@@ -43,15 +46,99 @@ void dev_fault_attach(struct pool *pool)
     pool->fault = g_fault;
 }
 
+/*
+ * Writes made since the last flush, with what they overwrote, when the fault asks for
+ * lose_unflushed: a power cut may then undo any of them, as a disk's volatile cache would.
+ */
+struct unflushed {
+    struct unflushed *next; /* older */
+    int fd;
+    uint64_t off;
+    size_t len;
+    void *old;
+};
+static pthread_mutex_t g_unflushed_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct unflushed *g_unflushed;
+
+static void unflushed_clear(void)
+{
+    pthread_mutex_lock(&g_unflushed_lock);
+    struct unflushed *u = g_unflushed, *next;
+    for (; u; u = next) {
+        next = u->next;
+        free(u->old);
+        free(u);
+    }
+    g_unflushed = NULL;
+    pthread_mutex_unlock(&g_unflushed_lock);
+}
+
+static void unflushed_log(int fd, uint64_t off, size_t len)
+{
+    struct unflushed *u = calloc(1, sizeof(*u));
+    void *old = aligned_alloc(CS_BLOCK_SIZE, ROUND_UP(len, CS_BLOCK_SIZE));
+    if (!u || !old || dev_pread_fd(fd, old, len, off) < 0) {
+        free(u);
+        free(old);
+        return; /* a write we cannot undo is simply kept */
+    }
+    u->fd = fd;
+    u->off = off;
+    u->len = len;
+    u->old = old;
+    pthread_mutex_lock(&g_unflushed_lock);
+    u->next = g_unflushed;
+    g_unflushed = u;
+    pthread_mutex_unlock(&g_unflushed_lock);
+}
+
+static bool overlaps(const struct unflushed *a, const struct unflushed *b)
+{
+    return a->fd == b->fd && a->off < b->off + b->len && b->off < a->off + a->len;
+}
+
+void pool_fault_power_loss(uint64_t seed)
+{
+    pthread_mutex_lock(&g_unflushed_lock);
+    /* Newest first: a write is undone unless a newer write over the same bytes was kept
+     * (the disk would have written that one over it). */
+    struct unflushed *kept = NULL, *u = g_unflushed, *next;
+    g_unflushed = NULL;
+    pthread_mutex_unlock(&g_unflushed_lock);
+    for (; u; u = next) {
+        next = u->next;
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        bool undo = (seed >> 33) & 1;
+        for (struct unflushed *k = kept; k && undo; k = k->next)
+            undo = !overlaps(u, k);
+        if (undo) {
+            dev_pwrite_fd(u->fd, u->old, u->len, u->off);
+            free(u->old);
+            free(u);
+        } else {
+            u->next = kept;
+            kept = u;
+        }
+    }
+    for (; kept; kept = next) {
+        next = kept->next;
+        free(kept->old);
+        free(kept);
+    }
+}
+
 /* Pools copy the process's fault at open (see super.c), so a sweep can run a fresh pool per
  * cut point. The write counter is shared: the budget counts every write of the process. */
-int dev_fault_write(struct pool *pool)
+int dev_fault_write(struct pool *pool, int fd, uint64_t off, size_t len)
 {
     if (!pool->fault_on)
         return 0;
     uint64_t n = atomic_fetch_add(&g_fault_writes, 1);
-    if (pool->fault.write_budget < 0 || n < (uint64_t)pool->fault.write_budget)
+    if (pool->fault.write_budget < 0 || n < (uint64_t)pool->fault.write_budget) {
+        if (pool->fault.lose_unflushed)
+            unflushed_log(fd, off, len);
         return 0;
+    }
     return pool->fault.fail_errno > 0 ? -pool->fault.fail_errno : 1;
 }
 
@@ -170,7 +257,7 @@ int dev_write(struct pool *pool, pblk_t b, const void *buf, size_t nblocks)
     struct member *m = member_of(pool, b, nblocks);
     if (!m)
         return -EUCLEAN;
-    int r = dev_fault_write(pool);
+    int r = dev_fault_write(pool, m->fd, pblk_offset(b) * CS_BLOCK_SIZE, nblocks * CS_BLOCK_SIZE);
     if (r == 1)
         return 0;
     if (r == 0)
@@ -191,7 +278,8 @@ int dev_writev_run(struct pool *pool, pblk_t b, void *const *bufs, size_t nblock
     size_t done = 0;
     while (done < nblocks) {
         size_t n = MIN(nblocks - done, (size_t)IOV_MAX);
-        int r = dev_fault_write(pool);
+        int r = dev_fault_write(pool, m->fd, (pblk_offset(b) + done) * CS_BLOCK_SIZE,
+                                n * CS_BLOCK_SIZE);
         if (r == 1) {
             done += n;
             continue;
@@ -226,6 +314,8 @@ int dev_sync(struct pool *pool)
     if (pool->fault_on && pool->fault.write_budget >= 0 &&
         atomic_load(&g_fault_writes) >= (uint64_t)pool->fault.write_budget)
         return pool->fault.fail_errno > 0 ? -pool->fault.fail_errno : 0;
+    if (pool->fault_on && pool->fault.lose_unflushed)
+        unflushed_clear(); /* what came before this flush is durable */
     for (unsigned i = 0; i < pool->nmembers; i++) {
         struct member *m = &pool->members[i];
         if (fdatasync(m->fd) < 0) {

@@ -383,6 +383,19 @@ void pool_data_read(struct pool *pool, pblk_t start, uint64_t off, void *buf, si
 void pool_data_write(struct pool *pool, pblk_t start, uint64_t off, const void *buf,
                      size_t len, struct io_op *op);
 
+/*
+ * Socket and file operations on the calling reactor's ring, for the network front ends. Must
+ * be called on a reactor thread; @op->done runs there with the result as io_uring gives it
+ * (byte counts may be short; 0 from recv is end of stream).
+ */
+void reactor_recv(int fd, void *buf, size_t len, int flags, struct io_op *op);
+void reactor_send(int fd, const void *buf, size_t len, int flags, struct io_op *op);
+void reactor_accept(int fd, struct io_op *op); /* res: the new fd, close-on-exec */
+void reactor_poll(int fd, unsigned poll_events, struct io_op *op); /* one-shot */
+/* Asks the kernel to cancel @target; @target completes (often with -ECANCELED), and @op
+ * completes with the cancel's own result. */
+void reactor_cancel(struct io_op *target, struct io_op *op);
+
 /* Synchronous versions for tools (any thread, no reactor). */
 int pool_data_pread(struct pool *pool, pblk_t start, uint64_t off, void *buf, size_t len);
 int pool_data_pwrite(struct pool *pool, pblk_t start, uint64_t off, const void *buf,
@@ -416,10 +429,15 @@ struct pool_fault {
     int fail_errno;       /* when > 0, writes past the budget fail with -fail_errno instead
                              of being dropped silently */
     bool fail_reads;      /* reads fail with -EIO (when fail_errno > 0) */
+    bool lose_unflushed;  /* remember writes since the last flush so that
+                             pool_fault_power_loss() can undo some of them */
 };
 /* Sets the fault of every pool opened later in this process (NULL: none). */
 void pool_fault_set(const struct pool_fault *f);
 /* Writes issued so far by pools opened with a fault set (for sweeps). */
 uint64_t pool_fault_writes(void);
+/* Undoes a random subset (from @seed) of the writes made since the last flush, as losing
+ * power with a volatile disk cache would; call after the pools are closed or abandoned. */
+void pool_fault_power_loss(uint64_t seed);
 
 #endif

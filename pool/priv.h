@@ -111,7 +111,7 @@ int dev_write(struct pool *pool, pblk_t b, const void *buf, size_t nblocks);
 int dev_writev_run(struct pool *pool, pblk_t b, void *const *bufs, size_t nblocks);
 int dev_sync(struct pool *pool);
 /* Returns 0 to perform a write, 1 to drop it silently (power cut), or a negative errno. */
-int dev_fault_write(struct pool *pool);
+int dev_fault_write(struct pool *pool, int fd, uint64_t off, size_t len);
 int dev_fault_read(struct pool *pool);
 /* Gives a new pool the process's fault setting. */
 void dev_fault_attach(struct pool *pool);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -447,6 +448,32 @@ static void *committer_main(void *arg)
  * Create
  */
 
+/* Two paths naming the same file or device would otherwise be caught by our own exclusive
+ * lock on the first and reported as "in use by another process": say what it is instead.
+ * Paths that cannot be stat'ed are left to the open, which reports them. */
+static int members_distinct(const char *const *paths, unsigned n)
+{
+    for (unsigned i = 1; i < n; i++) {
+        struct stat a;
+        if (stat(paths[i], &a) < 0)
+            continue;
+        for (unsigned j = 0; j < i; j++) {
+            struct stat b;
+            if (stat(paths[j], &b) < 0)
+                continue;
+            bool same = S_ISBLK(a.st_mode) && S_ISBLK(b.st_mode)
+                            ? a.st_rdev == b.st_rdev
+                            : a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+            if (same) {
+                log_err("member %s given twice (the same %s as %s)", paths[i],
+                        S_ISBLK(a.st_mode) ? "device" : "file", paths[j]);
+                return -EINVAL;
+            }
+        }
+    }
+    return 0;
+}
+
 static int member_setup(struct pool *pool, unsigned index, const char *path, int fd,
                         uint64_t blocks)
 {
@@ -526,6 +553,8 @@ int pool_create(const char *name, const char *const *members, unsigned n,
         log_err("pool %s: needs 1 to %u members", name, CS_MAX_MEMBERS);
         return -EINVAL;
     }
+    if (members_distinct(members, n) < 0)
+        return -EINVAL;
     struct pool *pool = pool_alloc(name);
     if (!pool)
         return -ENOMEM;
@@ -599,6 +628,8 @@ static int read_best_super(struct pool *pool, struct cand *c, unsigned n, struct
     if (!sb)
         return -ENOMEM;
     bool found = false;
+    uint64_t newer_gen = 0; /* newest valid superblock of a format we cannot read */
+    unsigned newer_version = 0;
     for (unsigned i = 0; i < n; i++) {
         for (unsigned s = 0; s < CS_SUPER_SLOTS; s++) {
             pblk_t at = pblk_make(c[i].label.member_index, CS_SUPER_BLOCK0 + s);
@@ -609,6 +640,14 @@ static int read_best_super(struct pool *pool, struct cand *c, unsigned n, struct
                 if (sb->h.magic == MD_MAGIC_SUPER)
                     log_warn("pool %s: member %s: superblock slot %u: %s; using the other",
                              pool->name, c[i].path, s, why);
+                continue;
+            }
+            if (memcmp(sb->pool_uuid, pool->uuid, 16) == 0 &&
+                sb->format_version != CS_FORMAT_VERSION && sb->h.generation >= newer_gen) {
+                /* Skipping it would open an older state and let our next commit overwrite
+                 * what a newer version wrote. */
+                newer_gen = sb->h.generation;
+                newer_version = sb->format_version;
                 continue;
             }
             if (memcmp(sb->pool_uuid, pool->uuid, 16) != 0 ||
@@ -622,6 +661,12 @@ static int read_best_super(struct pool *pool, struct cand *c, unsigned n, struct
         }
     }
     free(sb);
+    if (newer_version && (!found || newer_gen > best->h.generation)) {
+        log_err("pool %s: superblock generation %llu has format version %u, which is not "
+                "supported (this is %u)",
+                pool->name, (unsigned long long)newer_gen, newer_version, CS_FORMAT_VERSION);
+        return -EPROTONOSUPPORT;
+    }
     if (!found) {
         log_err("pool %s: no valid superblock on any member", pool->name);
         return -EUCLEAN;
@@ -632,6 +677,8 @@ static int read_best_super(struct pool *pool, struct cand *c, unsigned n, struct
 int pool_open(const char *const *paths, unsigned n, unsigned flags, struct pool **out)
 {
     if (n == 0 || n > CS_MAX_MEMBERS)
+        return -EINVAL;
+    if (members_distinct(paths, n) < 0)
         return -EINVAL;
     bool rdonly = flags & POOL_OPEN_RDONLY;
     struct cand *c = aligned_alloc(CS_BLOCK_SIZE, ROUND_UP(sizeof(*c) * n, CS_BLOCK_SIZE));

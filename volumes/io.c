@@ -64,6 +64,7 @@ struct ioreq {
     struct ioreq *start_next; /* granted by the same release */
     uint64_t g0, g1; /* grains [g0, g1) */
     bool exclusive, granted, locked;
+    bool retried;    /* planned again after a commit, for space */
     enum rq_state state;
     int pending;
     int err;
@@ -633,6 +634,35 @@ static int apply_map(struct ioreq *rq)
     return r;
 }
 
+static void retry_done(struct reactor_work *w)
+{
+    struct pool_flush *f = container_of(w, struct pool_flush, work);
+    struct ioreq *rq = container_of(f, struct ioreq, flush);
+    if (f->result < 0) {
+        rq_complete(rq, f->result);
+        return;
+    }
+    rq_run(rq); /* plan again, with whatever the commit made free */
+}
+
+/*
+ * Space freed in the open transaction becomes allocatable only when it commits: a write that
+ * finds the pool full commits once and plans again before it reports -ENOSPC.
+ */
+static bool retry_after_commit(struct ioreq *rq)
+{
+    if (rq->retried)
+        return false;
+    rq->retried = true;
+    unreserve_all(rq);
+    rq->nsegs = 0;
+    rq->state = RQ_LOCK;
+    rq->flush.work.fn = retry_done;
+    rq->flush.reactor = rq->reactor;
+    pool_flush_async(rq->pool, &rq->flush);
+    return true;
+}
+
 static void rq_fail(struct ioreq *rq, int err)
 {
     unreserve_all(rq);
@@ -649,6 +679,8 @@ static void rq_run(struct ioreq *rq)
         pool_md_lock(rq->pool);
         n = req->op == VOL_OP_READ ? plan_read(rq) : plan_write(rq);
         pool_md_unlock(rq->pool);
+        if (n == -ENOSPC && retry_after_commit(rq))
+            return;
         if (n == 0)
             n = issue_reads(rq);
         if (n < 0) {

@@ -1,13 +1,14 @@
 /*
- * Power-cut sweep: the pool's writes stop reaching the members after the Nth write, for many
- * N across a random workload (writes, zero writes, discards, flushes, FUA, volume creation,
+ * Power-cut sweep: the pool's writes stop reaching the members after the Nth write, and a
+ * random subset of the writes made since the last flush is undone (a volatile disk cache
+ * losing them), for many N across a random workload (writes, zero writes, discards, flushes, FUA, volume creation,
  * resize). After each cut the pool is reopened and:
  *   - every sector of every volume reads as its value at the last flush acknowledged before
  *     the cut, or as a value written to it after that flush (never garbage, never another
  *     volume's data, never data from freed space);
  *   - pool_check passes.
  *
- *   CRASH_POINTS=n  cut points (default 200)     CRASH_SEED=n  replay a workload
+ *   CRASH_POINTS=n  cut points (default 300)     CRASH_SEED=n  replay a workload
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -244,16 +245,18 @@ static void test_sweep(void **state)
     fprintf(stderr, "workload makes %llu writes\n", (unsigned long long)total);
     assert_true(total > 50);
 
-    uint64_t points = env_u64("CRASH_POINTS", 200);
+    uint64_t points = env_u64("CRASH_POINTS", 300);
     for (uint64_t i = 0; i < points; i++) {
         uint64_t cut = total * i / points + rng_below(&seeder, MAX(total / points, (uint64_t)1));
         memset(r.existed, 0, sizeof(r.existed));
         model_init(m);
         fresh_pool(&r);
-        struct pool_fault f = {.write_budget = (int64_t)cut};
+        struct pool_fault f = {.write_budget = (int64_t)cut, .lose_unflushed = true};
         pool_fault_set(&f);
         workload(&r, m, seed, cut);
         finish(&r);
+        /* The disk's cache loses some of what was written since the last flush. */
+        pool_fault_power_loss(seed ^ cut);
         pool_fault_set(NULL);
         verify(&r, m, cut);
         scratch_remove(&r.s);
