@@ -844,8 +844,8 @@ static int check_node(struct check_walk *w, pblk_t b, int level, const struct ke
     if (r <= 0)
         return r;
     r = tm_read(w->pool, b, w->t->type, &blk);
-    if (r == -ENOMEM)
-        return r;
+    if (r < 0 && r != -EUCLEAN)
+        return r; /* could not check (I/O error, memory): not a finding about the tree */
     if (r < 0) {
         report(w, b, "cannot read: %s", strerror(-r));
         return 0;

@@ -452,23 +452,29 @@ int pool_ref_count(struct pool *pool, pblk_t b, uint32_t *count)
 
 int pool_ref_exclusive(struct pool *pool, pblk_t start, uint64_t n)
 {
-    uint32_t c;
-    uint64_t end;
-    int r = sm_committed_count(pool, start, &c, &end);
-    if (r < 0)
-        return r;
-    if (c > 1 || end < start.v + n)
-        return 0; /* shared when committed, or counts vary along the run */
-    /* Committed count c (0 or 1) over the whole run; now it must be 1 throughout. */
+    /* One committed run at a time: a run may join blocks committed once to blocks taken in
+     * this transaction (an extent that grew), and each part is judged by its own count. */
     uint64_t cur = start.v, e = start.v + n;
-    struct delta_run *d = delta_first_after(pool, cur);
-    if (c == 1)
-        return !(d && d->start < e);
     while (cur < e) {
-        if (!d || d->start > cur || d->delta != 1)
+        uint32_t c;
+        uint64_t end;
+        int r = sm_committed_count(pool, (pblk_t){cur}, &c, &end);
+        if (r < 0)
+            return r;
+        if (c > 1)
+            return 0; /* shared when committed */
+        uint64_t stop = MIN(end, e);
+        /* Committed count c (0 or 1) over [cur, stop); now it must be 1 throughout. */
+        struct delta_run *d = delta_first_after(pool, cur);
+        if (c == 1 && d && d->start < stop)
             return 0;
-        cur = d->start + d->len;
-        d = RB_NEXT(delta_tree, &pool->deltas, d);
+        for (uint64_t x = cur; c == 0 && x < stop;) {
+            if (!d || d->start > x || d->delta != 1)
+                return 0;
+            x = d->start + d->len;
+            d = RB_NEXT(delta_tree, &pool->deltas, d);
+        }
+        cur = stop;
     }
     return 1;
 }

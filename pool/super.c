@@ -795,7 +795,9 @@ int pool_close(struct pool *pool)
     if (!pool)
         return 0;
     stop_committer(pool);
-    int r = 0;
+    /* A poisoned pool cannot commit: what changed since its last commit is lost, and the
+     * caller must hear so rather than take the close for a successful commit. */
+    int r = pool->poisoned;
     if (!(pool->open_flags & POOL_OPEN_RDONLY) && !pool->poisoned) {
         pthread_mutex_lock(&pool->md_lock);
         r = super_commit(pool);

@@ -501,8 +501,14 @@ static void seg_io_done(struct io_op *op, int res)
 {
     struct seg *s = container_of(op, struct seg, op);
     struct ioreq *rq = s->rq;
-    if (res < 0 && rq->err == 0)
+    if (res < 0 && rq->err == 0) {
+        /* Logged once per request: the member layer knows no volume, this layer does. */
+        log_err("volume %s/%s: %s of %llu bytes at offset %llu (block %#llx) failed: %s",
+                pool_name(rq->pool), rq->vs->name, rq->state == RQ_WRITING ? "write" : "read",
+                (unsigned long long)(s->vend - s->vstart), (unsigned long long)s->vstart,
+                (unsigned long long)s->run.v, strerror(-res));
         rq->err = res;
+    }
     if (--rq->pending == 0)
         rq_run(rq);
 }
