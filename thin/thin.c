@@ -219,27 +219,42 @@ static bool continues(const struct thin_extent *a, const struct thin_extent *b)
 int thin_map_insert(struct pool *pool, pblk_t root, const struct thin_extent *e,
                     uint32_t grain_blocks, pblk_t *new_root)
 {
-    int r = thin_map_remove(pool, root, e->grain, e->ngrains, grain_blocks, &root);
-    struct thin_extent m = *e;
-    /* Merge with the left neighbour: it takes over our references, keeps its own. */
-    if (r == 0 && m.grain > 0) {
-        struct thin_extent left;
-        int l = thin_map_lookup(pool, root, m.grain - 1, &left);
-        if (l == 0 && continues(&left, &m)) {
-            r = pool_ref_inc(pool, left.pstart, left.plen);
-            m.grain = left.grain;
-            m.ngrains += left.ngrains;
-            m.pstart = left.pstart;
-            m.plen += left.plen;
-        } else if (l < 0 && l != -ENOENT) {
-            r = l;
-        }
+    struct thin_extent m = *e, left;
+    uint64_t end = e->grain + e->ngrains, k;
+    struct disk_extent v;
+    bool has_left = false;
+    /* The extent starting last before our end tells whether anything maps into the range
+     * (it starts inside or reaches into it) and, when nothing does, is the left neighbour:
+     * writing into unmapped space costs one lookup, not a removal. */
+    int r = btree_lookup_le(pool, TREE_MAPPING, root, end - 1, &k, &v);
+    if (r == 0 && k + v.ngrains > e->grain) {
+        r = thin_map_remove(pool, root, e->grain, e->ngrains, grain_blocks, &root);
+        if (r == 0 && e->grain > 0)
+            r = btree_lookup_le(pool, TREE_MAPPING, root, e->grain - 1, &k, &v);
+        else if (r == 0)
+            r = -ENOENT;
     }
-    /* And with the right one. */
     if (r == 0) {
+        has_left = true; /* it ends at or before our start */
+        to_extent(k, &v, &left);
+    } else if (r == -ENOENT) {
+        r = 0;
+    }
+    /* Merge with the left neighbour: it takes over our references, keeps its own. */
+    if (r == 0 && has_left && continues(&left, &m)) {
+        r = pool_ref_inc(pool, left.pstart, left.plen);
+        m.grain = left.grain;
+        m.ngrains += left.ngrains;
+        m.pstart = left.pstart;
+        m.plen += left.plen;
+    }
+    /* And with the right one, which must start exactly at our end to continue us. */
+    if (r == 0) {
+        struct disk_extent rv;
+        int l = btree_lookup(pool, TREE_MAPPING, root, end, &rv);
         struct thin_extent right;
-        int l = thin_map_lookup(pool, root, m.grain + m.ngrains, &right);
-        if (l == 0 && right.grain == m.grain + m.ngrains && continues(&m, &right)) {
+        to_extent(end, &rv, &right);
+        if (l == 0 && continues(&m, &right)) {
             pblk_t nr;
             r = pool_ref_inc(pool, right.pstart, right.plen);
             if (r == 0)
