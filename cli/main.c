@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+int cmd_serve(const struct cli *cli, int argc, char **argv); /* cmd_serve.c */
+
 static void usage_all(FILE *f)
 {
     static const struct {
@@ -37,6 +39,8 @@ static void usage_all(FILE *f)
             const struct command *c = &groups[g].cmds[i];
             fprintf(f, "  %s %s %s\n", c->group, c->name, c->synopsis);
         }
+    fprintf(f, "  serve [POOL...] [--nbd ADDR:PORT|unix:PATH] [--tls-cert F --tls-key F "
+               "[--tls-ca F] [--tls-required]] [--read-only] [--threads N]\n");
     fprintf(f, "\nSizes take K, M, G, T suffixes (powers of 1024). Names are POOL and "
                "POOL/VOLUME.\n"
                "Run 'cistern GROUP COMMAND --help' for one command.\n");
@@ -287,6 +291,8 @@ int main(int argc, char **argv)
     } else if (strcmp(argv[optind], "vol") == 0 || strcmp(argv[optind], "volume") == 0) {
         cmds = vol_commands;
         ncmds = vol_ncommands;
+    } else if (strcmp(argv[optind], "serve") == 0) {
+        return cmd_serve(&cli, argc - optind, argv + optind);
     } else if (strcmp(argv[optind], "help") == 0) {
         usage_all(stdout);
         return 0;

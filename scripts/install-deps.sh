@@ -8,7 +8,7 @@ packages=(
     build-essential cmake pkg-config
     liburing-dev libnbd-dev libnbd-bin liblz4-dev libssl-dev libjemalloc-dev
     libcmocka-dev libjson-c-dev libbsd-dev
-    qemu-utils fio clang jq
+    qemu-utils fio clang jq python3-libnbd
 )
 
 missing=()

@@ -1,0 +1,148 @@
+/*
+ * fuzz_nbd.c - libFuzzer target for the NBD server: each input is the byte stream of one
+ * client, fed through a socketpair into one connection (nbd_server_adopt), handshake and
+ * transmission alike. The other end's output is read and thrown away; when the input is
+ * all sent, the client half-closes, and the server must close the connection (after the
+ * requests in flight) within a bounded time: a connection that lingers is reported as a
+ * hang by aborting.
+ *
+ * The server serves one 8 MiB volume on a pool in a temporary file, as "vol" (writable) and
+ * "ro" (read-only). Built only with clang and -DFUZZ=ON (see nbd-server/CMakeLists.txt);
+ * tests/nbd/test_fuzz.sh runs it for a bounded time.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/common.h"
+#include "nbd-server/nbd-server.h"
+#include "pool/pool.h"
+#include "volumes/volumes.h"
+
+#define FUZZ_DEADLINE_NS (20ull * 1000 * 1000 * 1000)
+
+static struct pool *g_pool;
+static struct nbd_server *g_srv;
+
+static int ex_open(void *ctx UNUSED, const char *name, struct vol **v, bool *readonly, char *desc,
+                   size_t desclen)
+{
+    bool ro = strcmp(name, "ro") == 0;
+    if (!ro && strcmp(name, "vol") != 0 && *name != '\0')
+        return -ENOENT;
+    *readonly = ro;
+    snprintf(desc, desclen, "fuzz volume%s", ro ? " (read-only)" : "");
+    return vol_open(g_pool, "vol", ro ? VOL_OPEN_RDONLY : 0, v);
+}
+
+static int ex_list(void *ctx UNUSED, int (*fn)(void *c, const char *name, const char *desc),
+                   void *c)
+{
+    int r = fn(c, "vol", "fuzz volume");
+    return r ? r : fn(c, "ro", "fuzz volume (read-only)");
+}
+
+static void ex_close(void *ctx UNUSED, struct vol *v)
+{
+    vol_close(v);
+}
+
+static void die(const char *what, int err)
+{
+    fprintf(stderr, "fuzz_nbd: %s: %s\n", what, strerror(err < 0 ? -err : err));
+    abort();
+}
+
+int LLVMFuzzerInitialize(int *argc UNUSED, char ***argv UNUSED);
+int LLVMFuzzerInitialize(int *argc UNUSED, char ***argv UNUSED)
+{
+    static const struct nbd_exports ex = {ex_open, ex_list, ex_close};
+    struct nbd_config cfg = {0};
+    struct pool_settings ps;
+    char path[] = "/tmp/cistern-fuzz-XXXXXX";
+    const char *members[] = {path};
+    int r;
+
+    log_set_level(LOG_ERR);
+    signal(SIGPIPE, SIG_IGN);
+    pool_reactors_configure(1);
+    int fd = mkstemp(path);
+    if (fd < 0)
+        die("mkstemp", errno);
+    if (ftruncate(fd, 64 << 20) < 0)
+        die("ftruncate", errno);
+    close(fd);
+    pool_settings_default(&ps);
+    ps.commit_interval_ms = 60000;
+    if ((r = pool_create("fuzz", members, 1, &ps, true)) < 0)
+        die("pool_create", r);
+    if ((r = pool_open(members, 1, POOL_OPEN_NOLOCK, &g_pool)) < 0)
+        die("pool_open", r);
+    unlink(path); /* the pool keeps it open; nothing is left behind */
+    if ((r = volumes_attach(g_pool)) < 0)
+        die("volumes_attach", r);
+    if ((r = vol_create(g_pool, "vol", 8 << 20, 64 << 10, NULL)) < 0)
+        die("vol_create", r);
+    if ((r = nbd_server_start(&cfg, &ex, NULL, &g_srv)) < 0)
+        die("nbd_server_start", r);
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static char sink[1 << 16];
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        die("socketpair", errno);
+    if (nbd_server_adopt(g_srv, sv[0]) < 0)
+        die("nbd_server_adopt", EIO);
+    int fd = sv[1];
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+
+    size_t off = 0;
+    bool half_closed = false;
+    uint64_t deadline = now_ns() + FUZZ_DEADLINE_NS;
+    for (;;) {
+        if (!half_closed && off == size) {
+            shutdown(fd, SHUT_WR);
+            half_closed = true;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN | (half_closed ? 0 : POLLOUT)};
+        if (now_ns() > deadline) {
+            fprintf(stderr, "fuzz_nbd: the server did not close the connection in time\n");
+            abort();
+        }
+        if (poll(&p, 1, 100) < 0 && errno != EINTR)
+            die("poll", errno);
+        if (p.revents & POLLOUT) {
+            ssize_t n = send(fd, data + off, size - off, MSG_NOSIGNAL);
+            if (n > 0)
+                off += (size_t)n;
+            else if (n < 0 && errno != EAGAIN)
+                off = size; /* the server is gone: stop sending */
+        }
+        if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+            ssize_t n = read(fd, sink, sizeof sink);
+            if (n == 0 || (n < 0 && errno != EAGAIN))
+                break; /* the server closed the connection */
+        }
+    }
+    close(fd);
+    while (nbd_server_connections(g_srv) > 0) {
+        if (now_ns() > deadline) {
+            fprintf(stderr, "fuzz_nbd: a closed connection was never freed\n");
+            abort();
+        }
+        usleep(100);
+    }
+    return 0;
+}
