@@ -73,7 +73,9 @@ struct vol;
 #define VOL_OPEN_RDONLY 1u
 
 int vol_open(struct pool *pool, const char *name, unsigned flags, struct vol **out);
-/* Waits for requests in flight, commits if anything was written, and frees. Accepts NULL. */
+/* Waits for requests in flight, commits if anything was written, and frees. Accepts NULL.
+ * Blocking: never call it on a reactor thread (the requests it waits for may need that
+ * reactor to finish). */
 int vol_close(struct vol *v);
 uint64_t vol_size(const struct vol *v);
 uint32_t vol_grain_size(const struct vol *v);
