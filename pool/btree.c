@@ -555,6 +555,34 @@ int btree_insert_raw(struct pool *pool, enum tree_type type, pblk_t root, uint64
     return insert(pool, type, root, key, value, new_root, false);
 }
 
+int btree_touch(struct pool *pool, enum tree_type type, pblk_t root, uint64_t key,
+                pblk_t *new_root)
+{
+    const struct btree_type *t = type_or_log(type);
+    struct block *node, *child;
+    if (!t)
+        return -EINVAL;
+    int r = shadow_node(pool, t, root, ANY_LEVEL, &node);
+    if (r < 0)
+        return r;
+    pblk_t top = block_loc(node);
+    void *d = block_data(node);
+    while (!is_leaf(d)) {
+        uint32_t i = child_for(d, key);
+        r = shadow_node(pool, t, child_at(d, i), (int)node_header(d)->level - 1, &child);
+        if (r < 0)
+            goto out;
+        set_child(d, i, block_loc(child));
+        tm_unlock(pool, node);
+        node = child;
+        d = block_data(node);
+    }
+    *new_root = top;
+out:
+    tm_unlock(pool, node);
+    return r;
+}
+
 /* ---- Remove -------------------------------------------------------------------------- */
 
 /*

@@ -286,6 +286,13 @@ int btree_insert(struct pool *pool, enum tree_type type, pblk_t root, uint64_t k
 int btree_insert_raw(struct pool *pool, enum tree_type type, pblk_t root, uint64_t key,
                      const void *value, pblk_t *new_root);
 
+/* Shadows the path from the root to the leaf where @key is or would be, changing nothing
+ * else. Afterwards that leaf belongs to this root alone, and the references its values hold
+ * count this tree's share: a caller deciding whether a value's data is shared asks after
+ * touching. */
+int btree_touch(struct pool *pool, enum tree_type type, pblk_t root, uint64_t key,
+                pblk_t *new_root);
+
 /* Removes @key: 0 or -ENOENT (then *new_root = root). */
 int btree_remove(struct pool *pool, enum tree_type type, pblk_t root, uint64_t key,
                  pblk_t *new_root);

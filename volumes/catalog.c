@@ -121,7 +121,8 @@ static void rec_name(const struct disk_volume *v, char out[NAME_MAX_LEN + 1])
 }
 
 struct find_ctx {
-    const char *name;
+    const char *name;   /* a volume's name, or a snapshot's within parent */
+    uint64_t parent;    /* 0 for volumes */
     uint64_t id;
     struct disk_volume rec;
 };
@@ -130,7 +131,10 @@ static int find_one(void *ctx, uint64_t key, const void *value)
 {
     struct find_ctx *f = ctx;
     const struct disk_volume *v = value;
-    if (strncmp(v->name, f->name, NAME_MAX_LEN) == 0) {
+    bool snap = v->flags & VOLF_SNAPSHOT;
+    if (snap == (f->parent != 0) && (!snap || v->parent_id == f->parent) &&
+        strncmp(v->name, f->name, NAME_MAX_LEN) == 0 &&
+        (strlen(f->name) >= NAME_MAX_LEN || v->name[strlen(f->name)] == 0)) {
         f->id = key;
         f->rec = *v;
         return 1;
@@ -138,11 +142,10 @@ static int find_one(void *ctx, uint64_t key, const void *value)
     return 0;
 }
 
-/* Finds a volume by name. md lock. */
-static int find_by_name(struct pool *pool, const char *name, uint64_t *id,
-                        struct disk_volume *rec)
+static int find_in(struct pool *pool, const char *name, uint64_t parent, uint64_t *id,
+                   struct disk_volume *rec)
 {
-    struct find_ctx f = {.name = name};
+    struct find_ctx f = {.name = name, .parent = parent};
     int r = btree_iterate(pool, TREE_CATALOG, pool_root_get(pool, POOL_ROOT_CATALOG), 0,
                           find_one, &f);
     if (r < 0)
@@ -152,6 +155,23 @@ static int find_by_name(struct pool *pool, const char *name, uint64_t *id,
     *id = f.id;
     *rec = f.rec;
     return 0;
+}
+
+/* Finds a volume ("VOL") or a snapshot ("VOL@SNAP") by name. md lock. */
+int catalog_find(struct pool *pool, const char *name, uint64_t *id, struct disk_volume *rec)
+{
+    const char *at = strchr(name, '@');
+    if (!at)
+        return find_in(pool, name, 0, id, rec);
+    char vol[NAME_MAX_LEN + 1];
+    size_t n = (size_t)(at - name);
+    if (n == 0 || n > NAME_MAX_LEN)
+        return -ENOENT;
+    memcpy(vol, name, n);
+    vol[n] = 0;
+    uint64_t pid;
+    int r = find_in(pool, vol, 0, &pid, rec);
+    return r < 0 ? r : find_in(pool, at + 1, pid, id, rec);
 }
 
 static struct vstate *open_state(struct vols *vols, uint64_t id)
@@ -208,6 +228,40 @@ static int finish(struct pool *pool, int r)
  * Catalog operations
  */
 
+struct list_ctx {
+    struct vol_info *items;
+    size_t n, cap;
+    uint64_t parent; /* list the snapshots of this volume; 0: list volumes */
+};
+
+static int list_one(void *ctx, uint64_t key, const void *value)
+{
+    struct list_ctx *l = ctx;
+    const struct disk_volume *v = value;
+    if ((v->flags & VOLF_SNAPSHOT) != (l->parent ? VOLF_SNAPSHOT : 0) ||
+        (l->parent && v->parent_id != l->parent))
+        return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        struct vol_info *p = realloc(l->items, cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        l->items = p;
+        l->cap = cap;
+    }
+    struct vol_info *vi = &l->items[l->n++];
+    memset(vi, 0, sizeof(*vi));
+    vi->id = key;
+    rec_name(value, vi->name);
+    return 0;
+}
+
+static int cmp_info_name(const void *a, const void *b)
+{
+    return strcmp(((const struct vol_info *)a)->name, ((const struct vol_info *)b)->name);
+}
+
+
 static void fill_info(struct pool *pool, uint64_t id, const struct disk_volume *rec,
                       pblk_t root, struct vol_info *out)
 {
@@ -244,7 +298,7 @@ int vol_create(struct pool *pool, const char *name, uint64_t size, uint32_t grai
     pool_md_lock(pool);
     uint64_t id;
     struct disk_volume rec;
-    r = find_by_name(pool, name, &id, &rec);
+    r = catalog_find(pool, name, &id, &rec);
     if (r == 0) {
         log_err("volume %s/%s already exists", pool_name(pool), name);
         pool_md_unlock(pool);
@@ -279,7 +333,7 @@ int vol_delete(struct pool *pool, const char *name)
     pool_md_lock(pool);
     uint64_t id;
     struct disk_volume rec;
-    int r = find_by_name(pool, name, &id, &rec);
+    int r = catalog_find(pool, name, &id, &rec);
     if (r == 0) {
         pthread_mutex_lock(&vols->lock);
         bool busy = open_state(vols, id) != NULL;
@@ -289,10 +343,21 @@ int vol_delete(struct pool *pool, const char *name)
             r = -EBUSY;
         }
     }
+    if (r == 0 && !(rec.flags & VOLF_SNAPSHOT)) {
+        struct list_ctx l = {.parent = id};
+        r = btree_iterate(pool, TREE_CATALOG, pool_root_get(pool, POOL_ROOT_CATALOG), 0,
+                          list_one, &l);
+        free(l.items);
+        if (r == 0 && l.n > 0) {
+            log_err("volume %s/%s has %zu snapshot(s): delete them first", pool_name(pool), name,
+                    l.n);
+            r = -EBUSY;
+        }
+    }
     if (r == 0) {
         pblk_t nr;
         /* Removing the record drops its reference to the mapping tree, which frees every
-         * node and extent only this volume held. */
+         * node and extent only this volume (or snapshot) held. */
         r = btree_remove(pool, TREE_CATALOG, pool_root_get(pool, POOL_ROOT_CATALOG), id, &nr);
         if (r == 0)
             pool_root_set(pool, POOL_ROOT_CATALOG, nr);
@@ -309,9 +374,13 @@ int vol_rename(struct pool *pool, const char *from, const char *to)
     pool_md_lock(pool);
     uint64_t id, other;
     struct disk_volume rec, orec;
-    r = find_by_name(pool, from, &id, &rec);
-    if (r == 0 && find_by_name(pool, to, &other, &orec) == 0) {
-        log_err("volume %s/%s already exists", pool_name(pool), to);
+    r = catalog_find(pool, from, &id, &rec);
+    /* A snapshot's new name must be free among its volume's snapshots, a volume's among
+     * the volumes. */
+    if (r == 0 && find_in(pool, to, rec.flags & VOLF_SNAPSHOT ? rec.parent_id : 0, &other,
+                          &orec) == 0) {
+        log_err("%s %s already exists in pool %s",
+                rec.flags & VOLF_SNAPSHOT ? "snapshot" : "volume", to, pool_name(pool));
         r = -EEXIST;
     }
     if (r == 0) {
@@ -344,6 +413,11 @@ int vol_resize(struct pool *pool, const char *name, uint64_t new_size)
         return r;
     struct vstate *vs = v->vs;
     uint64_t old = vs->rec.size;
+    if (v->flags & VOL_OPEN_RDONLY) {
+        log_err("%s/%s is a snapshot: it cannot be resized", pool_name(pool), name);
+        vol_close(v);
+        return -EROFS;
+    }
     if (new_size < old) {
         struct vols *vols = vols_of(pool);
         pthread_mutex_lock(&vols->lock);
@@ -386,7 +460,7 @@ int vol_get_info(struct pool *pool, const char *name, struct vol_info *out)
     pool_md_lock(pool);
     uint64_t id;
     struct disk_volume rec;
-    int r = find_by_name(pool, name, &id, &rec);
+    int r = catalog_find(pool, name, &id, &rec);
     if (r == 0) {
         struct vols *vols = vols_of(pool);
         pthread_mutex_lock(&vols->lock);
@@ -401,55 +475,48 @@ int vol_get_info(struct pool *pool, const char *name, struct vol_info *out)
     return r;
 }
 
-struct list_ctx {
-    struct vol_info *items;
-    size_t n, cap;
-};
-
-static int list_one(void *ctx, uint64_t key, const void *value)
-{
-    struct list_ctx *l = ctx;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        struct vol_info *p = realloc(l->items, cap * sizeof(*p));
-        if (!p)
-            return -ENOMEM;
-        l->items = p;
-        l->cap = cap;
-    }
-    struct vol_info *vi = &l->items[l->n++];
-    memset(vi, 0, sizeof(*vi));
-    vi->id = key;
-    rec_name(value, vi->name);
-    return 0;
-}
-
-static int cmp_info_name(const void *a, const void *b)
-{
-    return strcmp(((const struct vol_info *)a)->name, ((const struct vol_info *)b)->name);
-}
-
-int vol_list(struct pool *pool, int (*fn)(void *ctx, const struct vol_info *vi), void *ctx)
+/* Lists the volumes (@vol NULL, by name) or the snapshots of @vol (oldest first). */
+static int list_records(struct pool *pool, const char *vol,
+                        int (*fn)(void *ctx, const struct vol_info *vi), void *ctx)
 {
     struct list_ctx l = {0};
     pool_md_lock(pool);
-    int r = btree_iterate(pool, TREE_CATALOG, pool_root_get(pool, POOL_ROOT_CATALOG), 0,
+    int r = 0;
+    if (vol) {
+        struct disk_volume rec;
+        r = find_in(pool, vol, 0, &l.parent, &rec);
+    }
+    if (r == 0)
+        r = btree_iterate(pool, TREE_CATALOG, pool_root_get(pool, POOL_ROOT_CATALOG), 0,
                           list_one, &l);
     pool_md_unlock(pool);
     if (r < 0) {
         free(l.items);
         return r;
     }
-    if (l.n > 1)
+    if (l.n > 1 && !vol) /* snapshots come in id order, which is creation order */
         qsort(l.items, l.n, sizeof(*l.items), cmp_info_name);
     for (size_t i = 0; i < l.n && r == 0; i++) {
         struct vol_info vi;
-        r = vol_get_info(pool, l.items[i].name, &vi);
+        char full[2 * NAME_MAX_LEN + 2];
+        snprintf(full, sizeof(full), "%s%s%s", vol ? vol : "", vol ? "@" : "", l.items[i].name);
+        r = vol_get_info(pool, full, &vi);
         if (r == 0)
             r = fn(ctx, &vi);
     }
     free(l.items);
     return r;
+}
+
+int vol_list(struct pool *pool, int (*fn)(void *ctx, const struct vol_info *vi), void *ctx)
+{
+    return list_records(pool, NULL, fn, ctx);
+}
+
+int vol_snap_list(struct pool *pool, const char *vol,
+                  int (*fn)(void *ctx, const struct vol_info *vi), void *ctx)
+{
+    return list_records(pool, vol, fn, ctx);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -468,12 +535,14 @@ int vol_open(struct pool *pool, const char *name, unsigned flags, struct vol **o
     pool_md_lock(pool);
     uint64_t id;
     struct disk_volume rec;
-    int r = find_by_name(pool, name, &id, &rec);
+    int r = catalog_find(pool, name, &id, &rec);
     if (r < 0) {
         pool_md_unlock(pool);
         free(v);
         return r;
     }
+    if (rec.flags & VOLF_SNAPSHOT)
+        v->flags |= VOL_OPEN_RDONLY; /* snapshots are read-only */
     pthread_mutex_lock(&vols->lock);
     struct vstate *vs = open_state(vols, id);
     if (!vs) {

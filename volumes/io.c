@@ -65,6 +65,7 @@ struct ioreq {
     uint64_t g0, g1; /* grains [g0, g1) */
     bool exclusive, granted, locked;
     bool retried;    /* planned again after a commit, for space */
+    bool quiesce;    /* vstate_quiesce's: granted by a signal, not run */
     enum rq_state state;
     int pending;
     int err;
@@ -131,6 +132,40 @@ static bool lock_acquire(struct ioreq *rq)
     return rq->granted;
 }
 
+static void lock_release(struct ioreq *rq);
+
+/*
+ * Quiescing: a request over every grain, queued like any other, that never runs on a reactor:
+ * once granted, no request of the volume is in flight, and those that arrive wait behind it.
+ */
+struct ioreq *vstate_quiesce(struct vstate *vs)
+{
+    struct ioreq *q = calloc(1, sizeof(*q));
+    if (!q)
+        return NULL;
+    q->vs = vs;
+    q->pool = vs->vols->pool;
+    q->exclusive = true;
+    q->quiesce = true;
+    q->g0 = 0;
+    q->g1 = UINT64_MAX;
+    if (!lock_acquire(q)) {
+        pthread_mutex_lock(&vs->lock);
+        while (!q->granted)
+            pthread_cond_wait(&vs->idle, &vs->lock);
+        pthread_mutex_unlock(&vs->lock);
+    }
+    return q;
+}
+
+void vstate_resume(struct ioreq *q)
+{
+    if (!q)
+        return;
+    lock_release(q);
+    free(q);
+}
+
 static void lock_release(struct ioreq *rq)
 {
     struct vstate *vs = rq->vs;
@@ -152,8 +187,14 @@ static void lock_release(struct ioreq *rq)
     pthread_mutex_unlock(&vs->lock);
     while (start) {
         struct ioreq *next = start->start_next;
-        start->work.fn = rq_run_work;
-        pool_reactor_post(start->reactor, &start->work);
+        if (start->quiesce) {
+            pthread_mutex_lock(&vs->lock);
+            pthread_cond_broadcast(&vs->idle);
+            pthread_mutex_unlock(&vs->lock);
+        } else {
+            start->work.fn = rq_run_work;
+            pool_reactor_post(start->reactor, &start->work);
+        }
         start = next;
     }
 }
@@ -460,6 +501,12 @@ static int plan_write(struct ioreq *rq)
         struct thin_extent e;
         int r = thin_map_lookup(pool, vs->root, g, &e);
         uint64_t n = 0;
+        if (r == 0 && (vs->rec.flags & VOLF_SHARED)) {
+            /* Sharing is taken lazily: until this volume's leaf is its own, the extent's
+             * count does not say whether a snapshot or clone also maps it. */
+            r = btree_touch(pool, TREE_MAPPING, vs->root, g, &vs->root);
+            vs->dirty = true;
+        }
         if (r == 0) {
             n = MIN(e.grain + e.ngrains, rq->g1) - g;
             int excl = 0;

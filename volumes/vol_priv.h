@@ -19,15 +19,20 @@
 #include "thin/thin.h"
 #include "volumes/volumes.h"
 
+/* Catalog record flags. */
+#define VOLF_SNAPSHOT 1u /* a read-only point in time of volume parent_id */
+#define VOLF_SHARED 2u   /* its map may share nodes with another record's (snapshot, clone):
+                            a write touches its leaf before judging data exclusive */
+
 /* Catalog record: the value of TREE_CATALOG, keyed by volume id. */
 struct disk_volume {
     uint64_t map_root;   /* pblk of the mapping tree (a reference held by this record) */
     uint64_t size;       /* virtual size, bytes */
     uint32_t grain_size; /* bytes */
-    uint32_t flags;      /* none yet */
+    uint32_t flags;      /* VOLF_* */
     uint64_t created_ns; /* wall clock, ns since the epoch */
-    uint64_t parent_id;  /* 0 */
-    uint64_t origin_id;  /* 0 */
+    uint64_t parent_id;  /* snapshots: the volume it was taken of; 0 for volumes */
+    uint64_t origin_id;  /* clones: the snapshot it was cloned from; 0 otherwise */
     uint64_t reserved[10];
     char name[NAME_MAX_LEN]; /* NUL-padded; not terminated when 64 bytes long */
 };
@@ -71,10 +76,14 @@ struct vol {
 
 /* catalog.c */
 struct vols *vols_of(struct pool *pool);
+int catalog_find(struct pool *pool, const char *name, uint64_t *id, struct disk_volume *rec);
 /* Writes the vstate's record to the catalog if dirty. md lock. */
 int vstate_store(struct pool *pool, struct vstate *vs);
 
 /* io.c */
-void vol_io_start(struct vol *v, struct vol_req *req);
+/* Waits until no request of the volume is in flight and holds new ones back until
+ * vstate_resume. Blocking; not on a reactor thread. NULL when out of memory. */
+struct ioreq *vstate_quiesce(struct vstate *vs);
+void vstate_resume(struct ioreq *q);
 
 #endif

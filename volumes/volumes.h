@@ -67,6 +67,24 @@ int vol_get_info(struct pool *pool, const char *name, struct vol_info *out);
 /* Calls @fn for each volume in name order until it returns non-zero (returned). */
 int vol_list(struct pool *pool, int (*fn)(void *ctx, const struct vol_info *vi), void *ctx);
 
+/* Snapshots and clones. A snapshot is named VOL@SNAP wherever a volume name is taken
+ * (vol_open gives a read-only handle, vol_get_info and vol_delete work on it). */
+struct vol_snap_spec {
+    const char *vol;  /* VOL */
+    const char *snap; /* SNAP */
+};
+/* Snapshots of several volumes at one instant: each contains exactly the writes completed
+ * before the call. O(1) in the volumes' sizes. Commits. -EEXIST if a name is taken. */
+int vol_snapshot(struct pool *pool, const struct vol_snap_spec *specs, unsigned n);
+/* Calls @fn for each snapshot of @vol, oldest first. */
+int vol_snap_list(struct pool *pool, const char *vol,
+                  int (*fn)(void *ctx, const struct vol_info *vi), void *ctx);
+/* Points the volume of @snapshot (VOL@SNAP) back at it; later snapshots are kept. The volume
+ * must not be open (-EBUSY). */
+int vol_rollback(struct pool *pool, const char *snapshot);
+/* A new writable volume @name sharing @snapshot's data. */
+int vol_clone(struct pool *pool, const char *snapshot, const char *name);
+
 /* Handles */
 struct vol;
 
