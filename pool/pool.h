@@ -305,6 +305,16 @@ typedef int (*btree_iter_fn)(void *ctx, uint64_t key, const void *value);
 int btree_iterate(struct pool *pool, enum tree_type type, pblk_t root, uint64_t from,
                   btree_iter_fn fn, void *ctx);
 
+/*
+ * Calls @fn, in key order, for every key whose value differs between the trees at @a and @b:
+ * present on one side only (the other value pointer is NULL) or with other bytes. Subtrees
+ * the two trees share are skipped, so the cost follows the differences, not the size. A
+ * non-zero return from @fn stops the walk; a negative one is returned.
+ */
+typedef int (*btree_diff_fn)(void *ctx, uint64_t key, const void *va, const void *vb);
+int btree_diff(struct pool *pool, enum tree_type type, pblk_t a, pblk_t b, btree_diff_fn fn,
+               void *ctx);
+
 /* Number of keys, by walking the leaves (tests and checks). */
 int btree_count(struct pool *pool, enum tree_type type, pblk_t root, uint64_t *count);
 
