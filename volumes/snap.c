@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "common/common.h"
+#include "snapshots/snapshots.h"
 #include "volumes/vol_priv.h"
 
 static uint64_t now_wall_ns(void)
@@ -230,6 +231,63 @@ int vol_clone(struct pool *pool, const char *snapshot, const char *name)
     }
     if (r == 0)
         r = pool_commit_locked(pool);
+    pool_md_unlock(pool);
+    return r;
+}
+
+/* The live root of record @id: its open state's when open, else the catalog's. md lock. */
+static pblk_t live_root(struct pool *pool, uint64_t id, const struct disk_volume *rec)
+{
+    struct vols *vols = vols_of(pool);
+    pblk_t root = {rec->map_root};
+    pthread_mutex_lock(&vols->lock);
+    struct vstate *vs;
+    LIST_FOREACH(vs, &vols->open, link)
+        if (vs->id == id)
+            root = vs->root;
+    pthread_mutex_unlock(&vols->lock);
+    return root;
+}
+
+struct diff_ctx {
+    uint64_t grain_size, size;
+    int (*fn)(void *ctx, uint64_t offset, uint64_t length);
+    void *ctx;
+};
+
+static int diff_range(void *ctx, uint64_t grain, uint64_t ngrains)
+{
+    struct diff_ctx *d = ctx;
+    uint64_t off = grain * d->grain_size;
+    if (off >= d->size)
+        return 0;
+    return d->fn(d->ctx, off, MIN(ngrains * d->grain_size, d->size - off));
+}
+
+int vol_diff(struct pool *pool, const char *from, const char *to,
+             int (*fn)(void *ctx, uint64_t offset, uint64_t length), void *ctx)
+{
+    uint64_t ida, idb;
+    struct disk_volume a, b;
+    pool_md_lock(pool);
+    int r = catalog_find(pool, from, &ida, &a);
+    if (r == 0)
+        r = catalog_find(pool, to, &idb, &b);
+    if (r == 0) {
+        /* One lineage: two snapshots of a volume, or a snapshot and its volume. */
+        uint64_t la = a.flags & VOLF_SNAPSHOT ? a.parent_id : ida;
+        uint64_t lb = b.flags & VOLF_SNAPSHOT ? b.parent_id : idb;
+        if (la != lb) {
+            log_err("pool %s: %s and %s are not points of one volume", pool_name(pool), from,
+                    to);
+            r = -EINVAL;
+        }
+    }
+    if (r == 0) {
+        struct diff_ctx d = {a.grain_size, MAX(a.size, b.size), fn, ctx};
+        r = snap_diff(pool, live_root(pool, ida, &a), live_root(pool, idb, &b),
+                      a.grain_size / CS_BLOCK_SIZE, diff_range, &d);
+    }
     pool_md_unlock(pool);
     return r;
 }

@@ -84,6 +84,12 @@ int vol_snap_list(struct pool *pool, const char *vol,
 int vol_rollback(struct pool *pool, const char *snapshot);
 /* A new writable volume @name sharing @snapshot's data. */
 int vol_clone(struct pool *pool, const char *snapshot, const char *name);
+/* Calls @fn for each byte range that may read differently in @to than in @from (VOL@SNAP,
+ * VOL@SNAP or VOL: two points of one volume), in order, whole grains; ranges in which
+ * nothing was written between the two points are never reported. Cost follows the changes.
+ * Requests completed before the call are included for a live volume. */
+int vol_diff(struct pool *pool, const char *from, const char *to,
+             int (*fn)(void *ctx, uint64_t offset, uint64_t length), void *ctx);
 
 /* Handles */
 struct vol;
