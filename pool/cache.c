@@ -206,8 +206,8 @@ void cache_forget(struct cache *c, pblk_t start, uint64_t n)
 {
     if (c->nblocks == 0)
         return;
-    if (n > c->nblocks) {
-        /* Cheaper to scan what is cached than to probe every block of a long run. */
+    if (n > c->nbuckets) {
+        /* Cheaper to scan the table once than to probe every block of a long run. */
         for (size_t i = 0; i < c->nbuckets; i++) {
             struct block *b = c->buckets[i];
             while (b) {

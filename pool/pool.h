@@ -137,7 +137,8 @@ struct pool_member_info {
 struct pool_stats {
     uint64_t generation;       /* of the last commit */
     uint64_t total_blocks;     /* allocatable blocks over all members */
-    uint64_t allocated_blocks; /* referenced in the current transaction */
+    uint64_t allocated_blocks; /* referenced, less what the open transaction freed of what
+                                  it took itself (other frees count once committed) */
     uint64_t free_blocks;      /* allocatable now */
     uint64_t pending_free_blocks; /* freed, allocatable after the next commit */
     uint64_t reserve_blocks;   /* held back so delete and discard work on a full pool */

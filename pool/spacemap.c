@@ -394,16 +394,47 @@ int pool_ref_dec(struct pool *pool, pblk_t start, uint64_t n)
     return delta_add(pool, start, n, -1, false);
 }
 
+/*
+ * Tree nodes grow down from the top of the members while data grows up from the bottom, so
+ * that a commit's nodes never land in the middle of a volume's sequential data (which would
+ * split its extents at every commit). A node goes just below the previous one when that
+ * block is free, else at the top of the highest free run below it, else anywhere from the
+ * top; members take turns.
+ */
+static int member_alloc_top(struct member *m, uint64_t below, uint64_t *off)
+{
+    struct free_run *r = free_find_le(&m->free, below ? below - 1 : 0);
+    if (!below || !r)
+        r = RB_MAX(free_tree, &m->free);
+    if (!r)
+        return -ENOSPC;
+    uint64_t end = r->start + r->len;
+    *off = (below && below - 1 >= r->start && below - 1 < end) ? below - 1 : end - 1;
+    return free_carve(m, r, *off, 1);
+}
+
 int sm_alloc_meta(struct pool *pool, pblk_t *b)
 {
-    uint64_t got;
     if (pool->poisoned)
         return pool->poisoned;
-    int r = alloc_near(pool, &pool->md_cursor, 1, 1, b, &got);
+    unsigned n = pool->nmembers;
+    uint32_t first = pblk_is_none(pool->md_cursor.next) ? 0 : pblk_member(pool->md_cursor.next);
+    int r = -ENOSPC;
+    for (unsigned i = 0; i < n && r == -ENOSPC; i++) {
+        uint32_t mi = (first + i) % n;
+        uint64_t below = !pblk_is_none(pool->md_cursor.next) && mi == first
+                             ? pblk_offset(pool->md_cursor.next)
+                             : 0;
+        uint64_t off;
+        r = member_alloc_top(&pool->members[mi], below, &off);
+        if (r == 0)
+            *b = pblk_make(mi, off);
+    }
     if (r == -ENOSPC)
         log_err("pool %s: no space left for metadata", pool->name);
     if (r < 0)
         return r;
+    pool->md_cursor.next = *b;
     pool->reserved_blocks += 1;
     return pool_ref_take(pool, *b, 1);
 }

@@ -142,8 +142,8 @@ static int find_one(void *ctx, uint64_t key, const void *value)
     return 0;
 }
 
-static int find_in(struct pool *pool, const char *name, uint64_t parent, uint64_t *id,
-                   struct disk_volume *rec)
+int find_in(struct pool *pool, const char *name, uint64_t parent, uint64_t *id,
+            struct disk_volume *rec)
 {
     struct find_ctx f = {.name = name, .parent = parent};
     int r = btree_iterate(pool, TREE_CATALOG, pool_root_get(pool, POOL_ROOT_CATALOG), 0,

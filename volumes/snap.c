@@ -291,3 +291,36 @@ int vol_diff(struct pool *pool, const char *from, const char *to,
     pool_md_unlock(pool);
     return r;
 }
+
+struct since_ctx {
+    uint64_t grain_size, lo, hi;
+    int (*fn)(void *ctx, uint64_t offset, uint64_t length);
+    void *ctx;
+};
+
+static int since_range(void *ctx, uint64_t grain, uint64_t ngrains)
+{
+    struct since_ctx *d = ctx;
+    uint64_t s = MAX(grain * d->grain_size, d->lo);
+    uint64_t e = MIN((grain + ngrains) * d->grain_size, d->hi);
+    if (grain * d->grain_size >= d->hi)
+        return 1; /* past the range: stop */
+    return s < e ? d->fn(d->ctx, s, e - s) : 0;
+}
+
+int vol_changed_since(struct vol *v, const char *snap, uint64_t off, uint64_t len,
+                      int (*fn)(void *ctx, uint64_t offset, uint64_t length), void *ctx)
+{
+    struct vstate *vs = v->vs;
+    struct pool *pool = vs->vols->pool;
+    uint64_t vol_id = vs->rec.flags & VOLF_SNAPSHOT ? vs->rec.parent_id : vs->id, sid;
+    struct disk_volume rec;
+    pool_md_lock(pool);
+    int r = find_in(pool, snap, vol_id, &sid, &rec);
+    if (r == 0 && len > 0) {
+        struct since_ctx d = {vs->rec.grain_size, off, off + len, fn, ctx};
+        r = snap_diff(pool, (pblk_t){rec.map_root}, vs->root, vs->grain_blocks, since_range, &d);
+    }
+    pool_md_unlock(pool);
+    return r;
+}

@@ -77,6 +77,9 @@ struct vol {
 /* catalog.c */
 struct vols *vols_of(struct pool *pool);
 int catalog_find(struct pool *pool, const char *name, uint64_t *id, struct disk_volume *rec);
+/* A volume (@parent 0) or a snapshot of volume @parent, by its own name. md lock. */
+int find_in(struct pool *pool, const char *name, uint64_t parent, uint64_t *id,
+            struct disk_volume *rec);
 /* Writes the vstate's record to the catalog if dirty. md lock. */
 int vstate_store(struct pool *pool, struct vstate *vs);
 

@@ -94,6 +94,12 @@ int vol_diff(struct pool *pool, const char *from, const char *to,
 /* Handles */
 struct vol;
 
+/* For incremental backup: calls @fn for each byte range within [off, off + len) of @v that
+ * changed since @snap, a snapshot of @v's volume (by its own name), in order. -ENOENT when
+ * there is no such snapshot (len 0 only checks that). */
+int vol_changed_since(struct vol *v, const char *snap, uint64_t off, uint64_t len,
+                      int (*fn)(void *ctx, uint64_t offset, uint64_t length), void *ctx);
+
 #define VOL_OPEN_RDONLY 1u
 
 int vol_open(struct pool *pool, const char *name, unsigned flags, struct vol **out);
