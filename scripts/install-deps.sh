@@ -9,6 +9,8 @@ packages=(
     liburing-dev libnbd-dev libnbd-bin liblz4-dev libssl-dev libjemalloc-dev
     libcmocka-dev libjson-c-dev libbsd-dev
     qemu-utils fio clang jq python3-libnbd
+    qemu-system-x86 busybox-static linux-image-amd64 nbdkit
+    libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu e2fsprogs openssl
 )
 
 missing=()
