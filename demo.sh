@@ -1,7 +1,9 @@
 #!/bin/bash
 # Installs what is missing, builds Cistern (build/), and runs the demonstration: a pool on
 # two file-backed members, a thin volume, a VM-sized image written into it and read back,
-# and the pool's status and check.
+# and the pool's status; then the daemon: `cistern serve` in the background serving the
+# volumes over NBD on a Unix socket, NBD clients (nbdinfo, nbdcopy) on it, commands that
+# go through its control socket while it serves, SIGTERM, and the pool's check.
 #
 #   ./demo.sh [DIR]    DIR holds the demo's files (default: ./demo-data, recreated)
 set -euo pipefail
@@ -43,6 +45,46 @@ fi
 
 step "$cistern" vol list demo
 step "$cistern" pool status demo
+
+# The daemon: it holds the pool, serves its volumes over NBD on a Unix socket, and answers
+# the commands below on its control socket ($CISTERN_STATE_DIR/control.sock).
+nbd_sock="$dir/nbd.sock"
+printf '\n\033[1m$ %s &\033[0m\n' "$cistern serve demo --nbd unix:$nbd_sock"
+"$cistern" serve demo --nbd "unix:$nbd_sock" 2>"$dir/serve.log" &
+daemon=$!
+stop_daemon() { kill -TERM "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null; }
+trap stop_daemon EXIT
+for _ in $(seq 100); do
+    [[ -S "$CISTERN_STATE_DIR/control.sock" && -S "$nbd_sock" ]] && break
+    kill -0 "$daemon" 2>/dev/null || { cat "$dir/serve.log" >&2; exit 1; }
+    sleep 0.1
+done
+echo "daemon running (pid $daemon)"
+
+step nbdinfo --list "nbd+unix:///?socket=$nbd_sock"
+step nbdinfo --map "nbd+unix:///demo/vm0?socket=$nbd_sock"
+# The pool is the daemon's now: these commands run in the daemon, through its control socket.
+step "$cistern" vol create demo/vm1 --size 1G
+step "$cistern" vol list
+step nbdcopy "$image" "nbd+unix:///demo/vm1?socket=$nbd_sock"
+step nbdcopy "nbd+unix:///demo/vm1?socket=$nbd_sock" "$dir/vm1.raw"
+if cmp -s "$image" "$dir/vm1.raw"; then
+    echo "read back over NBD: identical to the image"
+else
+    echo "demo: demo/vm1 does not read back over NBD as written" >&2
+    exit 1
+fi
+step "$cistern" vol info demo/vm1
+
+printf '\n\033[1m$ kill -TERM %s\033[0m\n' "$daemon"
+kill -TERM "$daemon"
+rc=0
+wait "$daemon" || rc=$?
+trap - EXIT
+echo "daemon stopped (status $rc); its log:"
+sed 's/^/  /' "$dir/serve.log"
+[[ $rc -eq 0 ]] || exit 1
+
 step "$cistern" pool check demo
 echo
 echo "demo: done; files in $dir (state directory $CISTERN_STATE_DIR)"

@@ -6,9 +6,17 @@
  *   accepts, a check() that turns the positional arguments and option strings into typed
  *   fields of struct cli_args (a bad argument is a usage error, exit 2, naming the argument),
  *   and a run() that does the work. Commands that act on one registered pool say so
- *   (CMD_OPENS_POOL): main.c opens that pool (cli_pool_open) and hands run() the struct pool;
- *   run() never opens it itself. That split is what lets a daemon, later, call the same run()
- *   with a pool it already holds open.
+ *   (CMD_OPENS_POOL): main.c finds that pool (cli_target_open) and hands run() a struct
+ *   target: the pool opened here under its exclusive lock, or, when a daemon (`cistern
+ *   serve`) holds it, a connection to the daemon's control socket. run() never opens it
+ *   itself.
+ *
+ * Operations
+ *   The work of a command on an open pool is an operation of ops.c: a function taking the
+ *   struct pool and the typed arguments and producing a json-c result. A command calls it
+ *   through op_call(), which runs it here on target.pool, or sends it to the daemon, which
+ *   runs the very same function on the pool it holds and replies with the same result
+ *   (control.c). The command then prints the result as a table or, with --json, as it is.
  *
  * Exit codes
  *   0 success, 1 a runtime error (reported as "cistern: error: OBJECT: CAUSE"), 2 a usage
@@ -16,7 +24,9 @@
  *
  * Threads
  *   The command runs on the main thread. Volume I/O completions of import and export arrive
- *   on the pool's reactor threads and only touch the transfer window (transfer.c).
+ *   on the pool's reactor threads and only touch the transfer window (transfer.c). In the
+ *   daemon, operations run on the control thread, concurrently with NBD requests on the
+ *   reactors: the library calls they make take the pool's locks themselves.
  */
 #ifndef CISTERN_CLI_H
 #define CISTERN_CLI_H
@@ -44,11 +54,17 @@
 
 #define CLI_DEFAULT_STATE_DIR "/var/lib/cistern"
 
+#define CLI_CONTROL_SOCKET "control.sock" /* in the state directory */
+
 /* Global options, given before the command. */
 struct cli {
     const char *state_dir;
+    const char *control; /* the daemon's control socket; NULL: STATE_DIR/control.sock */
     bool verbose;
 };
+
+/* The control socket's path for @cli (STATE_DIR/control.sock unless given). Free it. */
+char *cli_control_path(const struct cli *cli);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Arguments                                                                                 */
@@ -97,14 +113,24 @@ struct cli_args {
     char new_name[NAME_MAX_LEN + 1]; /* vol rename: the new volume name */
     const char *const *members;      /* pool create/import/add: member paths */
     unsigned nmembers;
+    const char *member;   /* pool add: the member, as an absolute path (storage for members) */
     const char *location; /* import SOURCE, export DEST */
     struct setting_arg settings[SETTINGS_MAX];
     unsigned nsettings;
 };
 
 enum {
-    CMD_OPENS_POOL = 1u << 0,  /* main opens args.obj.pool and passes it to run() */
+    CMD_OPENS_POOL = 1u << 0,  /* main finds args.obj.pool (here or in the daemon) for run() */
     CMD_CLOSES_POOL = 1u << 1, /* run() disposes of the pool itself (pool destroy) */
+};
+
+struct ctl_client;
+
+/* Where a command's pool is: exactly one of the two is set (both NULL for commands that do
+ * not open a pool). */
+struct target {
+    struct pool *pool;      /* opened by this process */
+    struct ctl_client *ctl; /* held by the daemon, reached through its control socket */
 };
 
 struct command {
@@ -115,7 +141,7 @@ struct command {
     unsigned opts;  /* OPT_* accepted */
     unsigned flags; /* CMD_* */
     int (*check)(const struct command *cmd, struct cli_args *a);
-    int (*run)(const struct cli *cli, const struct cli_args *a, struct pool *pool);
+    int (*run)(const struct cli *cli, const struct cli_args *a, const struct target *t);
 };
 
 /*
@@ -172,11 +198,33 @@ void registry_names_free(char **names);
 /* Opening pools (open.c)                                                                    */
 /* ---------------------------------------------------------------------------------------- */
 
+enum {
+    OPEN_QUIET = 1u << 0,      /* log nothing */
+    OPEN_QUIET_BUSY = 1u << 1, /* log nothing when the pool is in use (-EBUSY) */
+};
+
 /*
  * Opens the registered pool @name and attaches its volumes. On failure logs
- * "NAME: cause" (unless @quiet) and returns a negative errno.
+ * "NAME: cause" (unless @flags say otherwise) and returns a negative errno.
  */
-int cli_pool_open(const struct cli *cli, const char *name, bool quiet, struct pool **out);
+int cli_pool_open(const struct cli *cli, const char *name, unsigned flags, struct pool **out);
+
+/*
+ * Finds pool @name for a command: when the daemon holds it, a connection to the daemon;
+ * otherwise the pool opened here (cli_pool_open). Logs the cause and returns a negative
+ * errno when neither is possible.
+ */
+int cli_target_open(const struct cli *cli, const char *name, struct target *t);
+
+/* Closes the pool or the connection; returns 0 or EXIT_RUNTIME (a failed final commit). */
+int cli_target_close(struct target *t);
+
+/*
+ * When the daemon holds pool @name, logs "pool NAME is served by the daemon (pid N): stop
+ * it first" and returns true: for the commands that must not run while it is served
+ * (pool export, import, destroy).
+ */
+bool cli_refuse_served(const struct cli *cli, const char *name);
 
 /* A short English cause for a pool_open() failure of pool @name (for listings). */
 const char *pool_open_cause(int err);
@@ -186,6 +234,152 @@ int cli_pool_close(struct pool *pool);
 
 /* The cause of a volume catalog error, in words. */
 const char *vol_error_cause(int err);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Operations (ops.c): the cores shared by the command line and the daemon                    */
+/* ---------------------------------------------------------------------------------------- */
+
+struct json_object;
+
+/* An operation's failure: a negative errno and the message that names the object. */
+struct op_err {
+    int err;
+    char msg[512];
+};
+
+/* Fills @e and returns @err (negative). */
+int op_fail(struct op_err *e, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* What an operation may need besides the pool. */
+struct op_env {
+    const char *state_dir; /* for the registry (pool.add) */
+    /* How many NBD connections have volume @vol of @pool open; NULL when nothing is served
+     * (outside the daemon). Thread-safe. */
+    unsigned (*clients)(void *ctx, struct pool *pool, const char *vol);
+    void *ctx;
+};
+
+/* Arguments of an operation, as keys of the request's "args" object. */
+enum {
+    ARG_POOL = 1u << 0,     /* "pool": a pool name */
+    ARG_VOLUME = 1u << 1,   /* "volume": a volume name (with "pool") */
+    ARG_SIZE = 1u << 2,     /* "size": bytes, a positive multiple of 4096 */
+    ARG_DELTA = 1u << 3,    /* "delta": signed bytes to grow (+) or shrink (-) by */
+    ARG_GRAIN = 1u << 4,    /* "grain": bytes, a power of two from 4K to 1M */
+    ARG_FORCE = 1u << 5,    /* "force": boolean */
+    ARG_NEW_NAME = 1u << 6, /* "new_name": a volume name */
+    ARG_MEMBER = 1u << 7,   /* "member": an absolute path */
+    ARG_SETTINGS = 1u << 8, /* "settings": {"cache_bytes": N, ...} */
+};
+
+enum {
+    OP_EACH_POOL = 1u << 0, /* without "pool", runs on every pool; results are concatenated */
+};
+
+struct op {
+    const char *name;            /* "vol.create" */
+    unsigned required, optional; /* ARG_* */
+    unsigned flags;              /* OP_* */
+    const char *list_key;        /* OP_EACH_POOL: the array of the result to concatenate */
+    /* Runs on @pool (open, volumes attached) with checked arguments; sets *out (owned by
+     * the caller) or fills @e. Returns 0 or a negative errno. */
+    int (*run)(const struct op_env *env, struct pool *pool, const struct cli_args *a,
+               struct json_object **out, struct op_err *e);
+};
+
+/* The operation named @name, or NULL. */
+const struct op *op_find(const char *name);
+
+/*
+ * Fills @a from a request's "args" (untrusted): every key must be one @op takes, of the
+ * right type and range; the required ones must be there. Strings in @a point into @args.
+ * Returns 0, or -EINVAL with @e naming the argument.
+ */
+int op_args_decode(const struct op *op, struct json_object *args, struct cli_args *a,
+                   struct op_err *e);
+
+/* The "args" object of a request for @op from parsed command-line arguments. */
+struct json_object *op_args_encode(const struct op *op, const struct cli_args *a);
+
+/*
+ * Runs operation @name for a command on @t: here, or in the daemon. On failure logs the
+ * message once and returns the negative errno. *out is the result, to put.
+ */
+int op_call(const struct cli *cli, const struct target *t, const char *name,
+            const struct cli_args *a, struct json_object **out);
+/* The same, logging nothing: the failure is left in @e. */
+int op_call_err(const struct cli *cli, const struct target *t, const char *name,
+                const struct cli_args *a, struct json_object **out, struct op_err *e);
+
+/* `pool set` keys: the id of @key (length @len), or -1. Ranges are checked by
+ * setting_check. */
+int setting_lookup(const char *key, size_t len);
+const char *setting_name(int id);
+bool setting_is_size(int id);
+/* NULL when @v is in range for setting @id, else a reason ("1 to 100"). */
+const char *setting_check(int id, uint64_t v);
+
+/* Checks a volume size: NULL when fine, else why not. */
+const char *vol_size_problem(uint64_t size);
+
+/* Small readers of results: 0 (or "") when the key is absent. */
+uint64_t res_u64(struct json_object *o, const char *key);
+const char *res_str(struct json_object *o, const char *key);
+bool res_bool(struct json_object *o, const char *key);
+
+/* ---------------------------------------------------------------------------------------- */
+/* The control socket (control.c: the daemon's side; control_client.c: the commands' side)   */
+/* ---------------------------------------------------------------------------------------- */
+
+#define CONTROL_MAX_LINE (64u << 10) /* bytes of one request, newline included */
+
+/*
+ * Connects to the daemon's control socket at @path and asks who it is (daemon.info).
+ * Returns 0, or -ENOENT / -ECONNREFUSED when no daemon listens there (quietly), or another
+ * negative errno (logged).
+ */
+int ctl_connect(const char *path, struct ctl_client **out);
+void ctl_close(struct ctl_client *c); /* accepts NULL */
+
+/* True when the daemon holds pool @name open. */
+bool ctl_holds(const struct ctl_client *c, const char *name);
+long ctl_pid(const struct ctl_client *c);
+/* The NBD URI of export POOL/VOL of the daemon (to free), or NULL with the cause logged. */
+char *ctl_nbd_uri(const struct ctl_client *c, const char *pool, const char *vol);
+
+/*
+ * Sends one request and waits for its reply. @args is consumed. On "ok": 0 and *result (to
+ * put). On an error reply or a broken connection: the negative errno, with @e filled.
+ */
+int ctl_call(struct ctl_client *c, const char *op, struct json_object *args,
+             struct json_object **result, struct op_err *e);
+
+struct control_server;
+
+struct control_config {
+    const char *path;          /* where to listen */
+    struct pool *const *pools; /* the pools the daemon holds */
+    size_t npools;
+    struct op_env env;
+    const char *nbd_listen; /* for daemon.info; NULL when NBD is not served */
+    bool nbd_tls_required, readonly;
+};
+
+/*
+ * Binds the control socket (mode 0600; a stale socket nobody answers on is replaced, a live
+ * one is -EADDRINUSE) and starts the control thread. @cfg must outlive the server. Errors
+ * are logged.
+ */
+int control_start(const struct control_config *cfg, struct control_server **out);
+
+/* Stops the thread, closes every connection and removes the socket. Accepts NULL. */
+void control_stop(struct control_server *cs);
+
+/*
+ * Answers one request line (without its newline): the reply line, to free. Used by the
+ * control thread; public for tests.
+ */
+char *control_handle(const struct control_config *cfg, const char *line, size_t len);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Output (output.c)                                                                         */
@@ -205,7 +399,6 @@ void table_free(struct table *t);
 #define SIZE_BUF 24
 const char *size_str(uint64_t bytes, bool exact, char buf[SIZE_BUF]);
 
-struct json_object;
 /* Prints @o pretty to stdout followed by a newline, and releases it. */
 void json_print(struct json_object *o);
 
@@ -224,8 +417,8 @@ void progress_end(struct progress *p);
 /* Import and export (transfer.c, endpoint.c)                                                */
 /* ---------------------------------------------------------------------------------------- */
 
-int cmd_vol_import(const struct cli *cli, const struct cli_args *a, struct pool *pool);
-int cmd_vol_export(const struct cli *cli, const struct cli_args *a, struct pool *pool);
+int cmd_vol_import(const struct cli *cli, const struct cli_args *a, const struct target *t);
+int cmd_vol_export(const struct cli *cli, const struct cli_args *a, const struct target *t);
 
 /* "qcow2" -> FMT_QCOW2; -EINVAL when unknown. */
 int image_format_parse(const char *s, enum image_format *out);

@@ -5,6 +5,10 @@
  * A pool is known to this host when the state directory has an entry for it (registry.c).
  * create and import add the entry after the pool opened cleanly; export and destroy remove
  * it. Member paths are stored absolute, so commands work from any directory.
+ *
+ * list, status, check, set and add are operations (ops.c): they run here or in the daemon
+ * that holds the pool, and print the result. export, import and destroy of a pool the
+ * daemon holds are refused: the daemon would go on using members that are no longer its.
  */
 #include "cli/cli.h"
 
@@ -70,6 +74,14 @@ static double pct(uint64_t part, uint64_t whole)
     return whole == 0 ? 0.0 : 100.0 * (double)part / (double)whole;
 }
 
+/* A string of the JSON object member @key of @o, or NULL. */
+static struct json_object *jget(struct json_object *o, const char *key)
+{
+    struct json_object *v = NULL;
+    json_object_object_get_ex(o, key, &v);
+    return v;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* create                                                                                    */
 /* ---------------------------------------------------------------------------------------- */
@@ -125,7 +137,8 @@ static int register_pool(const struct cli *cli, const char *name, char **members
     return registry_save(cli->state_dir, &e);
 }
 
-static int run_create(const struct cli *cli, const struct cli_args *a, struct pool *unused UNUSED)
+static int run_create(const struct cli *cli, const struct cli_args *a,
+                      const struct target *unused UNUSED)
 {
     const char *name = a->obj.pool;
     struct pool_settings s;
@@ -184,7 +197,8 @@ static int check_import(const struct command *cmd, struct cli_args *a)
     return 0;
 }
 
-static int run_import(const struct cli *cli, const struct cli_args *a, struct pool *unused UNUSED)
+static int run_import(const struct cli *cli, const struct cli_args *a,
+                      const struct target *unused UNUSED)
 {
     struct pool_label_info *li;
     struct pool_entry old;
@@ -214,6 +228,8 @@ static int run_import(const struct cli *cli, const struct cli_args *a, struct po
     }
     name = li[0].pool_name;
     uuid_format(li[0].pool_uuid, uuid);
+    if (cli_refuse_served(cli, name))
+        goto out;
 
     /* Record the members in the pool's own order, whatever order they were given in. */
     for (unsigned i = 1; i < a->nmembers; i++)
@@ -263,9 +279,14 @@ static int check_pool_only(const struct command *cmd, struct cli_args *a)
     return arg_pool_name(cmd, "POOL", a->pos[0], &a->obj);
 }
 
-static int run_export(const struct cli *cli, const struct cli_args *a, struct pool *unused UNUSED)
+static int run_export(const struct cli *cli, const struct cli_args *a,
+                      const struct target *unused UNUSED)
 {
-    int r = registry_remove(cli->state_dir, a->obj.pool);
+    int r;
+
+    if (cli_refuse_served(cli, a->obj.pool))
+        return EXIT_RUNTIME;
+    r = registry_remove(cli->state_dir, a->obj.pool);
 
     if (r == -ENOENT)
         log_err("%s: no such pool", a->obj.pool);
@@ -294,50 +315,23 @@ static int check_add(const struct command *cmd, struct cli_args *a)
     return 0;
 }
 
-static int run_add(const struct cli *cli, const struct cli_args *a, struct pool *pool)
+static int run_add(const struct cli *cli, const struct cli_args *a, const struct target *t)
 {
-    const char *name = a->obj.pool;
-    struct pool_entry e;
-    char **members = NULL, **nm;
+    struct json_object *res;
+    struct cli_args b = *a;
+    char **members = NULL;
     int r;
 
+    /* Relative to our directory, not the daemon's. */
     if (resolve_members(a->members, 1, &members) < 0)
         return EXIT_RUNTIME;
-    r = registry_load(cli->state_dir, name, &e);
-    if (r < 0) {
-        registry_names_free(members);
-        return EXIT_RUNTIME;
-    }
-    for (unsigned i = 0; i < e.nmembers; i++)
-        if (strcmp(e.members[i], members[0]) == 0) {
-            log_err("%s: %s is a member already", name, members[0]);
-            goto fail;
-        }
-
-    r = pool_add_member(pool, members[0], a->force);
-    if (r < 0) {
-        if (r == -EEXIST)
-            report_labelled((const char *const *)members, 1);
-        else
-            log_err("%s: cannot add member %s: %s", name, members[0], strerror(-r));
-        goto fail;
-    }
-
-    nm = realloc(e.members, (e.nmembers + 1) * sizeof *nm);
-    if (nm == NULL)
-        goto fail;
-    e.members = nm;
-    e.members[e.nmembers++] = members[0];
-    members[0] = NULL;
-    r = registry_save(cli->state_dir, &e);
-    pool_entry_clear(&e);
+    b.member = members[0];
+    b.members = &b.member;
+    b.nmembers = 1;
+    r = op_call(cli, t, "pool.add", &b, &res);
+    json_object_put(res);
     registry_names_free(members);
     return r < 0 ? EXIT_RUNTIME : 0;
-
-fail:
-    pool_entry_clear(&e);
-    registry_names_free(members);
-    return EXIT_RUNTIME;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -355,34 +349,58 @@ static int check_list(const struct command *cmd, struct cli_args *a)
     return 0;
 }
 
-static int run_list(const struct cli *cli, const struct cli_args *a, struct pool *unused UNUSED)
+/* One row of `pool list` from a pool.list entry. */
+static void list_row(struct table *t, struct json_object *o, bool parsable)
+{
+    char b1[SIZE_BUF], b2[SIZE_BUF], b3[SIZE_BUF], cap[16], nm[16];
+    const char *row[7];
+
+    snprintf(nm, sizeof nm, "%" PRIu64, res_u64(o, "members"));
+    row[0] = res_str(o, "name");
+    row[5] = nm;
+    row[6] = res_str(o, "health");
+    if (jget(o, "size") != NULL) {
+        snprintf(cap, sizeof cap, "%" PRIu64 "%%", res_u64(o, "capacity_pct"));
+        row[1] = size_str(res_u64(o, "size"), parsable, b1);
+        row[2] = size_str(res_u64(o, "allocated"), parsable, b2);
+        row[3] = size_str(res_u64(o, "free"), parsable, b3);
+        row[4] = cap;
+    } else {
+        row[1] = row[2] = row[3] = row[4] = "-";
+    }
+    table_add(t, row);
+}
+
+static int run_list(const struct cli *cli, const struct cli_args *a,
+                    const struct target *unused UNUSED)
 {
     static const char *const headers[] = {"NAME", "SIZE",    "ALLOC", "FREE",
                                           "CAP",  "MEMBERS", "HEALTH"};
+    struct json_object *arr = json_object_new_array();
+    struct ctl_client *ctl = NULL;
     char **names = NULL;
     size_t n = 0;
-    struct table *t = NULL;
-    struct json_object *arr = NULL;
+    char *path;
     int rc = 0;
 
     if (a->npos > 0) {
         names = (char **)a->pos;
         n = (size_t)a->npos;
     } else if (registry_list(cli->state_dir, &names, &n) < 0) {
+        json_object_put(arr);
         return EXIT_RUNTIME;
     }
-
-    if (a->json)
-        arr = json_object_new_array();
-    else
-        t = table_new(ARRAY_SIZE(headers), headers, "lrrrrrl");
+    /* Pools the daemon holds are listed by the daemon; the others are opened here. */
+    path = cli_control_path(cli);
+    if (path != NULL && ctl_connect(path, &ctl) < 0)
+        ctl = NULL;
+    free(path);
 
     for (size_t i = 0; i < n; i++) {
+        struct cli_args b = {0};
+        struct target t = {0};
         struct pool_entry e;
-        struct pool_stats st;
-        struct pool *p = NULL;
-        char b1[SIZE_BUF], b2[SIZE_BUF], b3[SIZE_BUF], cap[16], nm[16];
-        const char *health = "ONLINE";
+        struct json_object *res = NULL, *pools;
         int r;
 
         r = registry_load(cli->state_dir, names[i], &e);
@@ -392,162 +410,108 @@ static int run_list(const struct cli *cli, const struct cli_args *a, struct pool
             rc = EXIT_RUNTIME;
             continue;
         }
-        r = cli_pool_open(cli, names[i], true, &p);
-        if (r < 0)
-            health = pool_open_cause(r);
+        snprintf(b.obj.pool, sizeof b.obj.pool, "%s", names[i]);
+        if (ctl != NULL && ctl_holds(ctl, names[i]))
+            t.ctl = ctl;
         else
-            pool_stat(p, &st);
-
-        if (a->json) {
+            r = cli_pool_open(cli, names[i], OPEN_QUIET, &t.pool);
+        if (r == 0 && op_call(cli, &t, "pool.list", &b, &res) == 0 &&
+            (pools = jget(res, "pools")) != NULL && json_object_array_length(pools) == 1) {
+            json_object_array_add(arr, json_object_get(json_object_array_get_idx(pools, 0)));
+        } else {
+            /* Not open: the cause stands in for the health. */
             struct json_object *o = json_object_new_object();
             json_object_object_add(o, "name", json_object_new_string(names[i]));
-            json_object_object_add(o, "health", json_object_new_string(health));
+            json_object_object_add(
+                o, "health", json_object_new_string(r < 0 ? pool_open_cause(r) : "UNAVAILABLE"));
             json_object_object_add(o, "members", json_object_new_int((int)e.nmembers));
-            if (p != NULL) {
-                uint64_t bs = CS_BLOCK_SIZE;
-                json_object_object_add(o, "size", json_object_new_uint64(st.total_blocks * bs));
-                json_object_object_add(o, "allocated",
-                                       json_object_new_uint64(st.allocated_blocks * bs));
-                json_object_object_add(o, "free", json_object_new_uint64(st.free_blocks * bs));
-                json_object_object_add(
-                    o, "capacity_pct",
-                    json_object_new_int((int)pct(st.allocated_blocks, st.total_blocks)));
-            }
             json_object_array_add(arr, o);
-        } else {
-            const char *row[7];
-            snprintf(nm, sizeof nm, "%u", e.nmembers);
-            row[0] = names[i];
-            row[5] = nm;
-            row[6] = health;
-            if (p != NULL) {
-                snprintf(cap, sizeof cap, "%u%%",
-                         (unsigned)pct(st.allocated_blocks, st.total_blocks));
-                row[1] = size_str(st.total_blocks * CS_BLOCK_SIZE, a->parsable, b1);
-                row[2] = size_str(st.allocated_blocks * CS_BLOCK_SIZE, a->parsable, b2);
-                row[3] = size_str(st.free_blocks * CS_BLOCK_SIZE, a->parsable, b3);
-                row[4] = cap;
-            } else {
-                row[1] = row[2] = row[3] = row[4] = "-";
-            }
-            table_add(t, row);
+            if (r == 0)
+                rc = EXIT_RUNTIME;
         }
+        json_object_put(res);
         pool_entry_clear(&e);
-        if (p != NULL && cli_pool_close(p) != 0)
+        if (t.pool != NULL && cli_pool_close(t.pool) != 0)
             rc = EXIT_RUNTIME;
     }
+    ctl_close(ctl);
 
-    if (a->json)
+    if (a->json) {
         json_print(arr);
-    else if (n > 0 || a->scripted)
-        table_print(t, stdout, a->scripted);
-    else
-        printf("no pools\n");
-    table_free(t);
+    } else {
+        struct table *t = table_new(ARRAY_SIZE(headers), headers, "lrrrrrl");
+        for (size_t i = 0; i < json_object_array_length(arr); i++)
+            list_row(t, json_object_array_get_idx(arr, i), a->parsable);
+        if (n > 0 || a->scripted)
+            table_print(t, stdout, a->scripted);
+        else
+            printf("no pools\n");
+        table_free(t);
+        json_object_put(arr);
+    }
     if (a->npos == 0)
         registry_names_free(names);
     return rc;
 }
 
-static int run_status(const struct cli *cli UNUSED, const struct cli_args *a, struct pool *pool)
+static int run_status(const struct cli *cli, const struct cli_args *a, const struct target *t)
 {
     static const char *const headers[] = {"MEMBER", "SIZE", "FREE"};
-    const uint64_t bs = CS_BLOCK_SIZE;
-    struct pool_stats st;
-    char uuid[UUID_STR_LEN];
+    struct json_object *o, *members, *s;
+    uint64_t total, alloc;
     char b[6][SIZE_BUF];
-    unsigned nvols = 0;
-    int r;
 
-    pool_stat(pool, &st);
-    uuid_format(st.uuid, uuid);
-    r = vol_list(pool, count_vol, &nvols);
-    if (r < 0) {
-        log_err("%s: cannot list volumes: %s", a->obj.pool, strerror(-r));
+    if (op_call(cli, t, "pool.status", a, &o) < 0)
         return EXIT_RUNTIME;
-    }
-
     if (a->json) {
-        struct json_object *o = json_object_new_object();
-        struct json_object *m = json_object_new_array();
-        struct json_object *s = json_object_new_object();
-
-        json_object_object_add(o, "name", json_object_new_string(pool_name(pool)));
-        json_object_object_add(o, "uuid", json_object_new_string(uuid));
-        json_object_object_add(o, "health", json_object_new_string("ONLINE"));
-        json_object_object_add(o, "generation", json_object_new_uint64(st.generation));
-        json_object_object_add(o, "size", json_object_new_uint64(st.total_blocks * bs));
-        json_object_object_add(o, "allocated", json_object_new_uint64(st.allocated_blocks * bs));
-        json_object_object_add(o, "free", json_object_new_uint64(st.free_blocks * bs));
-        json_object_object_add(o, "pending_free",
-                               json_object_new_uint64(st.pending_free_blocks * bs));
-        json_object_object_add(o, "reserve", json_object_new_uint64(st.reserve_blocks * bs));
-        json_object_object_add(o, "cache_bytes", json_object_new_uint64(st.cache_bytes));
-        json_object_object_add(o, "cache_used", json_object_new_uint64(st.cache_used_bytes));
-        json_object_object_add(o, "dirty", json_object_new_uint64(st.dirty_bytes));
-        json_object_object_add(o, "volumes", json_object_new_int((int)nvols));
-        json_object_object_add(o, "low_space", json_object_new_boolean(st.low_space));
-        for (unsigned i = 0; i < st.nmembers; i++) {
-            struct pool_member_info mi;
-            struct json_object *jm = json_object_new_object();
-            pool_member_info(pool, i, &mi);
-            json_object_object_add(jm, "path", json_object_new_string(mi.path));
-            json_object_object_add(jm, "size", json_object_new_uint64(mi.blocks * bs));
-            json_object_object_add(jm, "free", json_object_new_uint64(mi.free_blocks * bs));
-            json_object_array_add(m, jm);
-        }
-        json_object_object_add(o, "members", m);
-        json_object_object_add(s, "cache_bytes", json_object_new_uint64(st.settings.cache_bytes));
-        json_object_object_add(s, "dirty_bound",
-                               json_object_new_uint64(st.settings.dirty_bound_bytes));
-        json_object_object_add(s, "commit_interval_ms",
-                               json_object_new_uint64(st.settings.commit_interval_ms));
-        json_object_object_add(s, "low_space_pct",
-                               json_object_new_uint64(st.settings.low_space_pct));
-        json_object_object_add(o, "settings", s);
         json_print(o);
         return 0;
     }
+    members = jget(o, "members");
+    s = jget(o, "settings");
+    total = res_u64(o, "size");
+    alloc = res_u64(o, "allocated");
 
-    printf("  pool: %s\n", pool_name(pool));
-    printf("  uuid: %s\n", uuid);
-    printf(" state: ONLINE\n");
-    if (st.low_space)
-        printf("warning: pool %s is above %u%% of its space: free space by deleting volumes "
-               "or add a member\n",
-               pool_name(pool), st.settings.low_space_pct);
+    printf("  pool: %s\n", res_str(o, "name"));
+    printf("  uuid: %s\n", res_str(o, "uuid"));
+    printf(" state: %s\n", res_str(o, "health"));
+    if (res_bool(o, "low_space"))
+        printf("warning: pool %s is above %" PRIu64 "%% of its space: free space by deleting "
+               "volumes or add a member\n",
+               res_str(o, "name"), res_u64(s, "low_space_pct"));
     printf("\n");
     {
         struct table *t = table_new(3, headers, "lrr");
-        for (unsigned i = 0; i < st.nmembers; i++) {
-            struct pool_member_info mi;
+        for (size_t i = 0; members != NULL && i < json_object_array_length(members); i++) {
+            struct json_object *m = json_object_array_get_idx(members, i);
             const char *row[3];
-            pool_member_info(pool, i, &mi);
-            row[0] = mi.path;
-            row[1] = size_str(mi.blocks * bs, a->parsable, b[0]);
-            row[2] = size_str(mi.free_blocks * bs, a->parsable, b[1]);
+            row[0] = res_str(m, "path");
+            row[1] = size_str(res_u64(m, "size"), a->parsable, b[0]);
+            row[2] = size_str(res_u64(m, "free"), a->parsable, b[1]);
             table_add(t, row);
         }
         table_print(t, stdout, false);
         table_free(t);
     }
     printf("\n");
-    printf("generation:   %" PRIu64 "\n", st.generation);
-    printf("size:         %s\n", size_str(st.total_blocks * bs, a->parsable, b[0]));
-    printf("allocated:    %s (%.1f%%)\n", size_str(st.allocated_blocks * bs, a->parsable, b[1]),
-           pct(st.allocated_blocks, st.total_blocks));
-    printf("free:         %s\n", size_str(st.free_blocks * bs, a->parsable, b[2]));
-    if (st.pending_free_blocks > 0)
-        printf("pending free: %s\n", size_str(st.pending_free_blocks * bs, a->parsable, b[3]));
-    printf("reserve:      %s\n", size_str(st.reserve_blocks * bs, a->parsable, b[3]));
-    printf("cache:        %s used of %s\n", size_str(st.cache_used_bytes, a->parsable, b[4]),
-           size_str(st.cache_bytes, a->parsable, b[5]));
-    printf("volumes:      %u\n", nvols);
-    printf("settings:     cache_bytes=%s dirty_bound=%s commit_interval_ms=%" PRIu32
-           " low_space_pct=%" PRIu32 "\n",
-           size_str(st.settings.cache_bytes, a->parsable, b[0]),
-           size_str(st.settings.dirty_bound_bytes, a->parsable, b[1]),
-           st.settings.commit_interval_ms, st.settings.low_space_pct);
+    printf("generation:   %" PRIu64 "\n", res_u64(o, "generation"));
+    printf("size:         %s\n", size_str(total, a->parsable, b[0]));
+    printf("allocated:    %s (%.1f%%)\n", size_str(alloc, a->parsable, b[1]), pct(alloc, total));
+    printf("free:         %s\n", size_str(res_u64(o, "free"), a->parsable, b[2]));
+    if (res_u64(o, "pending_free") > 0)
+        printf("pending free: %s\n", size_str(res_u64(o, "pending_free"), a->parsable, b[3]));
+    printf("reserve:      %s\n", size_str(res_u64(o, "reserve"), a->parsable, b[3]));
+    printf("cache:        %s used of %s\n", size_str(res_u64(o, "cache_used"), a->parsable, b[4]),
+           size_str(res_u64(o, "cache_bytes"), a->parsable, b[5]));
+    printf("volumes:      %" PRIu64 "\n", res_u64(o, "volumes"));
+    printf("settings:     cache_bytes=%s dirty_bound=%s commit_interval_ms=%" PRIu64
+           " low_space_pct=%" PRIu64 "\n",
+           size_str(res_u64(s, "cache_bytes"), a->parsable, b[0]),
+           size_str(res_u64(s, "dirty_bound"), a->parsable, b[1]), res_u64(s, "commit_interval_ms"),
+           res_u64(s, "low_space_pct"));
+    if (t->ctl != NULL)
+        printf("served by:    the daemon (pid %ld)\n", ctl_pid(t->ctl));
+    json_object_put(o);
     return 0;
 }
 
@@ -555,30 +519,40 @@ static int run_status(const struct cli *cli UNUSED, const struct cli_args *a, st
 /* check, destroy, set                                                                       */
 /* ---------------------------------------------------------------------------------------- */
 
-static int run_check(const struct cli *cli UNUSED, const struct cli_args *a, struct pool *pool)
+static int run_check(const struct cli *cli, const struct cli_args *a, const struct target *t)
 {
-    struct pool_check_report rep = {0};
-    int r = pool_check(pool, &rep);
+    struct json_object *o;
+    uint64_t errors;
+    int rc = 0;
 
-    if (r == 0) {
-        printf("pool %s: consistent (%" PRIu64 " nodes, %" PRIu64 " data blocks)\n", a->obj.pool,
-               rep.nodes, rep.data_blocks);
-        return 0;
-    }
-    if (r == -EUCLEAN) {
-        printf("pool %s: %u problem%s found (%" PRIu64 " nodes, %" PRIu64 " data blocks)\n",
-               a->obj.pool, rep.errors, rep.errors == 1 ? "" : "s", rep.nodes, rep.data_blocks);
+    if (op_call(cli, t, "pool.check", a, &o) < 0)
         return EXIT_RUNTIME;
+    if (res_bool(o, "consistent")) {
+        printf("pool %s: consistent (%" PRIu64 " nodes, %" PRIu64 " data blocks)\n", a->obj.pool,
+               res_u64(o, "nodes"), res_u64(o, "data_blocks"));
+    } else {
+        errors = res_u64(o, "errors");
+        printf("pool %s: %" PRIu64 " problem%s found (%" PRIu64 " nodes, %" PRIu64
+               " data blocks)%s\n",
+               a->obj.pool, errors, errors == 1 ? "" : "s", res_u64(o, "nodes"),
+               res_u64(o, "data_blocks"), t->ctl != NULL ? "; the daemon's log names them" : "");
+        rc = EXIT_RUNTIME;
     }
-    log_err("%s: check could not complete: %s", a->obj.pool, strerror(-r));
-    return EXIT_RUNTIME;
+    json_object_put(o);
+    return rc;
 }
 
-static int run_destroy(const struct cli *cli, const struct cli_args *a, struct pool *pool)
+static int run_destroy(const struct cli *cli, const struct cli_args *a, const struct target *t)
 {
+    struct pool *pool = t->pool;
     unsigned nvols = 0;
     int r;
 
+    if (t->ctl != NULL) {
+        log_err("pool %s is served by the daemon (pid %ld): stop it first", a->obj.pool,
+                ctl_pid(t->ctl));
+        return EXIT_RUNTIME;
+    }
     r = vol_list(pool, count_vol, &nvols);
     if (r < 0) {
         log_err("%s: cannot list volumes: %s", a->obj.pool, strerror(-r));
@@ -602,17 +576,6 @@ static int run_destroy(const struct cli *cli, const struct cli_args *a, struct p
 
 static int check_set(const struct command *cmd, struct cli_args *a)
 {
-    static const struct {
-        const char *key;
-        int id;
-        bool is_size;
-        uint64_t min, max;
-    } keys[] = {
-        {"cache_bytes", SET_CACHE_BYTES, true, 1u << 20, UINT64_MAX},
-        {"dirty_bound", SET_DIRTY_BOUND, true, 1u << 20, UINT64_MAX},
-        {"commit_interval_ms", SET_COMMIT_INTERVAL_MS, false, 1, UINT32_MAX},
-        {"low_space_pct", SET_LOW_SPACE_PCT, false, 1, 100},
-    };
     int r;
 
     if (a->npos < 1)
@@ -626,77 +589,49 @@ static int check_set(const struct command *cmd, struct cli_args *a)
         return usage_error(cmd, "KEY=VALUE: at most %d settings at once", SETTINGS_MAX);
 
     for (int i = 1; i < a->npos; i++) {
-        const char *arg = a->pos[i], *eq = strchr(arg, '=');
-        size_t k;
+        const char *arg = a->pos[i], *eq = strchr(arg, '='), *key, *range;
+        int id;
         uint64_t v;
 
         if (eq == NULL)
             return usage_error(cmd, "'%s': expected KEY=VALUE", arg);
-        for (k = 0; k < ARRAY_SIZE(keys); k++)
-            if (strlen(keys[k].key) == (size_t)(eq - arg) &&
-                strncmp(keys[k].key, arg, (size_t)(eq - arg)) == 0)
-                break;
-        if (k == ARRAY_SIZE(keys))
+        id = setting_lookup(arg, (size_t)(eq - arg));
+        if (id < 0)
             return usage_error(cmd,
                                "'%.*s': unknown setting (known: cache_bytes, dirty_bound, "
                                "commit_interval_ms, low_space_pct)",
                                (int)(eq - arg), arg);
-        if (keys[k].is_size) {
-            r = arg_size(cmd, keys[k].key, eq + 1, &v);
+        key = setting_name(id);
+        if (setting_is_size(id)) {
+            r = arg_size(cmd, key, eq + 1, &v);
             if (r != 0)
                 return r;
         } else {
             char *end;
             if (eq[1] < '0' || eq[1] > '9')
-                return usage_error(cmd, "%s: '%s' is not a number", keys[k].key, eq + 1);
+                return usage_error(cmd, "%s: '%s' is not a number", key, eq + 1);
             errno = 0;
             v = strtoull(eq + 1, &end, 10);
             if (*end != '\0' || errno != 0)
-                return usage_error(cmd, "%s: '%s' is not a number", keys[k].key, eq + 1);
+                return usage_error(cmd, "%s: '%s' is not a number", key, eq + 1);
         }
-        if (v < keys[k].min || v > keys[k].max)
-            return usage_error(cmd, "%s: %s is out of range (%" PRIu64 " to %" PRIu64 ")",
-                               keys[k].key, eq + 1, keys[k].min, keys[k].max);
-        a->settings[a->nsettings].key = keys[k].id;
+        range = setting_check(id, v);
+        if (range != NULL)
+            return usage_error(cmd, "%s: %s is out of range (%s)", key, eq + 1, range);
+        a->settings[a->nsettings].key = id;
         a->settings[a->nsettings].value = v;
         a->nsettings++;
     }
     return 0;
 }
 
-static int run_set(const struct cli *cli UNUSED, const struct cli_args *a, struct pool *pool)
+static int run_set(const struct cli *cli, const struct cli_args *a, const struct target *t)
 {
-    struct pool_stats st;
-    struct pool_settings s;
-    int r;
+    struct json_object *o;
 
-    pool_stat(pool, &st);
-    s = st.settings;
-    for (unsigned i = 0; i < a->nsettings; i++) {
-        uint64_t v = a->settings[i].value;
-        switch (a->settings[i].key) {
-        case SET_CACHE_BYTES:
-            s.cache_bytes = v;
-            break;
-        case SET_DIRTY_BOUND:
-            s.dirty_bound_bytes = v;
-            break;
-        case SET_COMMIT_INTERVAL_MS:
-            s.commit_interval_ms = (uint32_t)v;
-            break;
-        case SET_LOW_SPACE_PCT:
-            s.low_space_pct = (uint32_t)v;
-            break;
-        }
-    }
-    pool_md_lock(pool);
-    pool_set_settings(pool, &s);
-    pool_md_unlock(pool);
-    r = pool_commit(pool);
-    if (r < 0) {
-        log_err("%s: cannot store the settings: %s", a->obj.pool, strerror(-r));
+    if (op_call(cli, t, "pool.set", a, &o) < 0)
         return EXIT_RUNTIME;
-    }
+    json_object_put(o);
     return 0;
 }
 

@@ -2,8 +2,10 @@
  * cmd_vol.c - `cistern vol ...`: create, list, info, resize, rename, delete; import and export
  * are in transfer.c.
  *
- * Volume names on the command line are POOL/VOLUME; the catalog calls take the volume part
- * alone, on the pool that main.c opened for the command.
+ * Volume names on the command line are POOL/VOLUME. Each command is an operation of ops.c,
+ * run on the pool main.c opened or in the daemon that holds it (op_call); this file prints
+ * the result. While the daemon serves a volume over NBD, delete and shrink are refused
+ * unless --force (and the volume layer refuses them even then while the volume is open).
  */
 #include "cli/cli.h"
 
@@ -41,9 +43,23 @@ static int check_vol_only(const struct command *cmd, struct cli_args *a)
     return arg_vol_name(cmd, "POOL/VOLUME", a->pos[0], &a->obj);
 }
 
-static void vol_error(const struct cli_args *a, int err)
+static struct json_object *jget(struct json_object *o, const char *key)
 {
-    log_err("%s/%s: %s", a->obj.pool, a->obj.vol, vol_error_cause(err));
+    struct json_object *v = NULL;
+    json_object_object_get_ex(o, key, &v);
+    return v;
+}
+
+/* Runs an operation whose result is not printed. */
+static int run_quiet_op(const struct cli *cli, const struct cli_args *a, const struct target *t,
+                        const char *op)
+{
+    struct json_object *o;
+
+    if (op_call(cli, t, op, a, &o) < 0)
+        return EXIT_RUNTIME;
+    json_object_put(o);
+    return 0;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -78,67 +94,26 @@ static int check_create(const struct command *cmd, struct cli_args *a)
     return 0;
 }
 
-static int run_create(const struct cli *cli UNUSED, const struct cli_args *a, struct pool *pool)
+static int run_create(const struct cli *cli, const struct cli_args *a, const struct target *t)
 {
-    struct vol_info vi;
-    int r = vol_create(pool, a->obj.vol, a->size, a->grain, &vi);
-
-    if (r < 0) {
-        vol_error(a, r);
-        return EXIT_RUNTIME;
-    }
-    return 0;
+    return run_quiet_op(cli, a, t, "vol.create");
 }
 
 /* ---------------------------------------------------------------------------------------- */
 /* list, info                                                                                */
 /* ---------------------------------------------------------------------------------------- */
 
-static struct json_object *vol_json(const char *pool, const struct vol_info *vi)
+static void list_row(struct table *t, struct json_object *o, bool parsable)
 {
-    struct json_object *o = json_object_new_object();
-    char full[2 * NAME_MAX_LEN + 2];
-
-    snprintf(full, sizeof full, "%s/%s", pool, vi->name);
-    json_object_object_add(o, "name", json_object_new_string(full));
-    json_object_object_add(o, "pool", json_object_new_string(pool));
-    json_object_object_add(o, "volume", json_object_new_string(vi->name));
-    json_object_object_add(o, "id", json_object_new_uint64(vi->id));
-    json_object_object_add(o, "size", json_object_new_uint64(vi->size));
-    json_object_object_add(o, "mapped", json_object_new_uint64(vi->mapped_bytes));
-    json_object_object_add(o, "used", json_object_new_uint64(vi->used_bytes));
-    json_object_object_add(o, "grain", json_object_new_uint64(vi->grain_size));
-    json_object_object_add(o, "created_ns", json_object_new_uint64(vi->created_ns));
-    return o;
-}
-
-struct list_ctx {
-    const char *pool;
-    const struct cli_args *a;
-    struct table *t;
-    struct json_object *arr;
-    unsigned n;
-};
-
-static int list_one(void *ctx, const struct vol_info *vi)
-{
-    struct list_ctx *lc = ctx;
-    char full[2 * NAME_MAX_LEN + 2], b[4][SIZE_BUF];
+    char b[4][SIZE_BUF];
     const char *row[5];
 
-    lc->n++;
-    if (lc->arr != NULL) {
-        json_object_array_add(lc->arr, vol_json(lc->pool, vi));
-        return 0;
-    }
-    snprintf(full, sizeof full, "%s/%s", lc->pool, vi->name);
-    row[0] = full;
-    row[1] = size_str(vi->size, lc->a->parsable, b[0]);
-    row[2] = size_str(vi->mapped_bytes, lc->a->parsable, b[1]);
-    row[3] = size_str(vi->used_bytes, lc->a->parsable, b[2]);
-    row[4] = size_str(vi->grain_size, lc->a->parsable, b[3]);
-    table_add(lc->t, row);
-    return 0;
+    row[0] = res_str(o, "name");
+    row[1] = size_str(res_u64(o, "size"), parsable, b[0]);
+    row[2] = size_str(res_u64(o, "mapped"), parsable, b[1]);
+    row[3] = size_str(res_u64(o, "used"), parsable, b[2]);
+    row[4] = size_str(res_u64(o, "grain"), parsable, b[3]);
+    table_add(t, row);
 }
 
 static int check_list(const struct command *cmd, struct cli_args *a)
@@ -150,96 +125,106 @@ static int check_list(const struct command *cmd, struct cli_args *a)
     return 0;
 }
 
-/* Lists the volumes of one open pool into @lc. */
-static int list_pool(struct list_ctx *lc, struct pool *pool, const char *name)
-{
-    int r;
-
-    lc->pool = name;
-    r = vol_list(pool, list_one, lc);
-    if (r < 0) {
-        log_err("%s: cannot list volumes: %s", name, strerror(-r));
-        return EXIT_RUNTIME;
-    }
-    return 0;
-}
-
-static int run_list(const struct cli *cli, const struct cli_args *a, struct pool *unused UNUSED)
+static int run_list(const struct cli *cli, const struct cli_args *a,
+                    const struct target *unused UNUSED)
 {
     static const char *const headers[] = {"NAME", "SIZE", "MAPPED", "USED", "GRAIN"};
-    struct list_ctx lc = {.a = a};
+    struct json_object *arr = json_object_new_array();
+    struct ctl_client *ctl = NULL;
     char **names = NULL;
     size_t n = 0;
+    char *path;
     int rc = 0;
 
     if (a->npos == 1) {
         names = calloc(2, sizeof *names);
         if (names == NULL || (names[0] = strdup(a->obj.pool)) == NULL) {
             free(names);
+            json_object_put(arr);
             return EXIT_RUNTIME;
         }
         n = 1;
     } else if (registry_list(cli->state_dir, &names, &n) < 0) {
+        json_object_put(arr);
         return EXIT_RUNTIME;
     }
-
-    if (a->json)
-        lc.arr = json_object_new_array();
-    else
-        lc.t = table_new(ARRAY_SIZE(headers), headers, "lrrrr");
+    /* The volumes of pools the daemon holds come from the daemon. */
+    path = cli_control_path(cli);
+    if (path != NULL && ctl_connect(path, &ctl) < 0)
+        ctl = NULL;
+    free(path);
 
     for (size_t i = 0; i < n; i++) {
-        struct pool *p;
-        if (cli_pool_open(cli, names[i], false, &p) < 0) {
+        struct cli_args b = {0};
+        struct target t = {0};
+        struct json_object *res = NULL, *vols;
+
+        snprintf(b.obj.pool, sizeof b.obj.pool, "%s", names[i]);
+        if (ctl != NULL && ctl_holds(ctl, names[i]))
+            t.ctl = ctl;
+        else if (cli_pool_open(cli, names[i], 0, &t.pool) < 0) {
             rc = EXIT_RUNTIME;
             continue;
         }
-        if (list_pool(&lc, p, names[i]) != 0)
+        if (op_call(cli, &t, "vol.list", &b, &res) == 0 && (vols = jget(res, "volumes")) != NULL)
+            for (size_t j = 0; j < json_object_array_length(vols); j++)
+                json_object_array_add(arr, json_object_get(json_object_array_get_idx(vols, j)));
+        else
             rc = EXIT_RUNTIME;
-        if (cli_pool_close(p) != 0)
+        json_object_put(res);
+        if (t.pool != NULL && cli_pool_close(t.pool) != 0)
             rc = EXIT_RUNTIME;
     }
-
-    if (a->json)
-        json_print(lc.arr);
-    else if (lc.n > 0 || a->scripted)
-        table_print(lc.t, stdout, a->scripted);
-    else if (rc == 0)
-        printf("no volumes\n");
-    table_free(lc.t);
+    ctl_close(ctl);
     registry_names_free(names);
+
+    if (a->json) {
+        json_print(arr);
+        return rc;
+    }
+    if (json_object_array_length(arr) > 0 || a->scripted) {
+        struct table *t = table_new(ARRAY_SIZE(headers), headers, "lrrrr");
+        for (size_t i = 0; i < json_object_array_length(arr); i++)
+            list_row(t, json_object_array_get_idx(arr, i), a->parsable);
+        table_print(t, stdout, a->scripted);
+        table_free(t);
+    } else if (rc == 0) {
+        printf("no volumes\n");
+    }
+    json_object_put(arr);
     return rc;
 }
 
-static int run_info(const struct cli *cli UNUSED, const struct cli_args *a, struct pool *pool)
+static int run_info(const struct cli *cli, const struct cli_args *a, const struct target *t)
 {
-    struct vol_info vi;
+    struct json_object *o;
+    uint64_t size, mapped, created;
     char b[4][SIZE_BUF], when[64] = "-";
-    int r;
 
-    r = vol_get_info(pool, a->obj.vol, &vi);
-    if (r < 0) {
-        vol_error(a, r);
+    if (op_call(cli, t, "vol.info", a, &o) < 0)
         return EXIT_RUNTIME;
-    }
     if (a->json) {
-        json_print(vol_json(a->obj.pool, &vi));
+        json_print(o);
         return 0;
     }
-    if (vi.created_ns != 0) {
-        time_t t = (time_t)(vi.created_ns / 1000000000ull);
+    size = res_u64(o, "size");
+    mapped = res_u64(o, "mapped");
+    created = res_u64(o, "created_ns");
+    if (created != 0) {
+        time_t tt = (time_t)(created / 1000000000ull);
         struct tm tm;
-        if (localtime_r(&t, &tm) != NULL)
+        if (localtime_r(&tt, &tm) != NULL)
             strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S %z", &tm);
     }
-    printf("name:    %s/%s\n", a->obj.pool, vi.name);
-    printf("id:      %" PRIu64 "\n", vi.id);
-    printf("size:    %s\n", size_str(vi.size, a->parsable, b[0]));
-    printf("mapped:  %s (%.1f%%)\n", size_str(vi.mapped_bytes, a->parsable, b[1]),
-           vi.size == 0 ? 0.0 : 100.0 * (double)vi.mapped_bytes / (double)vi.size);
-    printf("used:    %s\n", size_str(vi.used_bytes, a->parsable, b[2]));
-    printf("grain:   %s\n", size_str(vi.grain_size, a->parsable, b[3]));
+    printf("name:    %s\n", res_str(o, "name"));
+    printf("id:      %" PRIu64 "\n", res_u64(o, "id"));
+    printf("size:    %s\n", size_str(size, a->parsable, b[0]));
+    printf("mapped:  %s (%.1f%%)\n", size_str(mapped, a->parsable, b[1]),
+           size == 0 ? 0.0 : 100.0 * (double)mapped / (double)size);
+    printf("used:    %s\n", size_str(res_u64(o, "used"), a->parsable, b[2]));
+    printf("grain:   %s\n", size_str(res_u64(o, "grain"), a->parsable, b[3]));
     printf("created: %s\n", when);
+    json_object_put(o);
     return 0;
 }
 
@@ -273,37 +258,9 @@ static int check_resize(const struct command *cmd, struct cli_args *a)
     return check_vol_size(cmd, "--size", a->size);
 }
 
-static int run_resize(const struct cli *cli UNUSED, const struct cli_args *a, struct pool *pool)
+static int run_resize(const struct cli *cli, const struct cli_args *a, const struct target *t)
 {
-    struct vol_info vi;
-    uint64_t size = a->size;
-    char b1[SIZE_BUF], b2[SIZE_BUF];
-    int r;
-
-    if (a->size_rel != 0) {
-        r = vol_get_info(pool, a->obj.vol, &vi);
-        if (r < 0) {
-            vol_error(a, r);
-            return EXIT_RUNTIME;
-        }
-        if (a->size_rel < 0 && a->size >= vi.size) {
-            log_err("%s/%s: cannot shrink by %s: the volume is %s", a->obj.pool, a->obj.vol,
-                    size_str(a->size, false, b1), size_str(vi.size, false, b2));
-            return EXIT_RUNTIME;
-        }
-        if (a->size_rel > 0 && a->size > VOL_MAX_SIZE - vi.size) {
-            log_err("%s/%s: cannot grow by %s: larger than the largest volume", a->obj.pool,
-                    a->obj.vol, size_str(a->size, false, b1));
-            return EXIT_RUNTIME;
-        }
-        size = a->size_rel > 0 ? vi.size + a->size : vi.size - a->size;
-    }
-    r = vol_resize(pool, a->obj.vol, size);
-    if (r < 0) {
-        vol_error(a, r);
-        return EXIT_RUNTIME;
-    }
-    return 0;
+    return run_quiet_op(cli, a, t, "vol.resize");
 }
 
 static int check_rename(const struct command *cmd, struct cli_args *a)
@@ -337,30 +294,14 @@ static int check_rename(const struct command *cmd, struct cli_args *a)
     return 0;
 }
 
-static int run_rename(const struct cli *cli UNUSED, const struct cli_args *a, struct pool *pool)
+static int run_rename(const struct cli *cli, const struct cli_args *a, const struct target *t)
 {
-    int r = vol_rename(pool, a->obj.vol, a->new_name);
-
-    if (r == -EEXIST) {
-        log_err("%s/%s: a volume of that name exists", a->obj.pool, a->new_name);
-        return EXIT_RUNTIME;
-    }
-    if (r < 0) {
-        vol_error(a, r);
-        return EXIT_RUNTIME;
-    }
-    return 0;
+    return run_quiet_op(cli, a, t, "vol.rename");
 }
 
-static int run_delete(const struct cli *cli UNUSED, const struct cli_args *a, struct pool *pool)
+static int run_delete(const struct cli *cli, const struct cli_args *a, const struct target *t)
 {
-    int r = vol_delete(pool, a->obj.vol);
-
-    if (r < 0) {
-        vol_error(a, r);
-        return EXIT_RUNTIME;
-    }
-    return 0;
+    return run_quiet_op(cli, a, t, "vol.delete");
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -444,13 +385,15 @@ const struct command vol_commands[] = {
      OPT_JSON | OPT_SCRIPTED | OPT_PARSABLE, 0, check_list, run_list},
     {"vol", "info", "POOL/VOLUME [--json] [-p]", "Show a volume's size, use and grain.",
      OPT_JSON | OPT_PARSABLE, CMD_OPENS_POOL, check_vol_only, run_info},
-    {"vol", "resize", "POOL/VOLUME --size [+|-]SIZE",
-     "Grow or shrink a volume (shrinking discards what lies beyond the new size).", OPT_SIZE,
-     CMD_OPENS_POOL, check_resize, run_resize},
+    {"vol", "resize", "POOL/VOLUME --size [+|-]SIZE [--force]",
+     "Grow or shrink a volume (shrinking discards what lies beyond the new size; a volume\n"
+     "served over NBD is shrunk only with --force).",
+     OPT_SIZE | OPT_FORCE, CMD_OPENS_POOL, check_resize, run_resize},
     {"vol", "rename", "POOL/VOLUME NEWNAME", "Rename a volume (NEWNAME or POOL/NEWNAME).", 0,
      CMD_OPENS_POOL, check_rename, run_rename},
-    {"vol", "delete", "POOL/VOLUME", "Delete a volume and free its space.", 0, CMD_OPENS_POOL,
-     check_vol_only, run_delete},
+    {"vol", "delete", "POOL/VOLUME [--force]",
+     "Delete a volume and free its space (one served over NBD only with --force).", OPT_FORCE,
+     CMD_OPENS_POOL, check_vol_only, run_delete},
     {"vol", "import",
      "POOL/VOLUME SOURCE [--format FMT] [--resize] [--create [--size SIZE] [--grain SIZE]] "
      "[-q]",

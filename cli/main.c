@@ -1,12 +1,13 @@
 /*
  * main.c - the `cistern` command: global options, dispatch to a command, usage.
  *
- *     cistern [--state-dir DIR] [-v] COMMAND [ARGS...]
+ *     cistern [--state-dir DIR] [--control PATH] [-v] COMMAND [ARGS...]
  *
  * Global options stop at the first word that is not an option (the command); the command's
  * own options may then come before, between or after its positional arguments. Parsing
  * and checking of every argument happen before anything is opened (see cli.h for the
- * shape of a command and the exit codes).
+ * shape of a command and the exit codes). When a daemon (`cistern serve`) holds the pool a
+ * command needs, the command runs there, through the control socket.
  */
 #include "cli/cli.h"
 
@@ -24,11 +25,13 @@ static void usage_all(FILE *f)
         const size_t *n;
     } groups[] = {{pool_commands, &pool_ncommands}, {vol_commands, &vol_ncommands}};
 
-    fprintf(f, "usage: cistern [--state-dir DIR] [-v] COMMAND [ARGS...]\n"
+    fprintf(f, "usage: cistern [--state-dir DIR] [--control PATH] [-v] COMMAND [ARGS...]\n"
                "\n"
                "Global options:\n"
                "  --state-dir DIR   where known pools are recorded (default: $CISTERN_STATE_DIR,\n"
                "                    else " CLI_DEFAULT_STATE_DIR ")\n"
+               "  --control PATH    the daemon's control socket (default: $CISTERN_CONTROL,\n"
+               "                    else DIR/" CLI_CONTROL_SOCKET ")\n"
                "  -v, --verbose     log debugging messages\n"
                "  -h, --help        show this help\n"
                "  --version         show the version\n"
@@ -39,8 +42,9 @@ static void usage_all(FILE *f)
             const struct command *c = &groups[g].cmds[i];
             fprintf(f, "  %s %s %s\n", c->group, c->name, c->synopsis);
         }
-    fprintf(f, "  serve [POOL...] [--nbd ADDR:PORT|unix:PATH] [--tls-cert F --tls-key F "
-               "[--tls-ca F] [--tls-required]] [--read-only] [--threads N]\n");
+    fprintf(f, "  serve [POOL...] [--config FILE] [--nbd ADDR:PORT|unix:PATH] [--control PATH]\n"
+               "        [--tls-cert F --tls-key F [--tls-ca F] [--tls-required]] [--read-only]\n"
+               "        [--threads N] [--syslog] [--log-level LEVEL]\n");
     fprintf(f, "\nSizes take K, M, G, T suffixes (powers of 1024). Names are POOL and "
                "POOL/VOLUME.\n"
                "Run 'cistern GROUP COMMAND --help' for one command.\n");
@@ -198,7 +202,7 @@ static const struct command *find_command(const struct command *cmds, size_t n, 
 static int run_command(const struct cli *cli, const struct command *cmd, int argc, char **argv)
 {
     struct cli_args a;
-    struct pool *pool = NULL;
+    struct target t = {0};
     bool help;
     int r, rc;
 
@@ -215,27 +219,26 @@ static int run_command(const struct cli *cli, const struct command *cmd, int arg
         return r;
 
     if (!(cmd->flags & CMD_OPENS_POOL))
-        return cmd->run(cli, &a, NULL);
+        return cmd->run(cli, &a, &t);
 
-    if (cli_pool_open(cli, a.obj.pool, false, &pool) < 0)
+    /* The pool opened here, or the daemon that holds it (see cli.h). */
+    if (cli_target_open(cli, a.obj.pool, &t) < 0)
         return EXIT_RUNTIME;
-    rc = cmd->run(cli, &a, pool);
-    if (!(cmd->flags & CMD_CLOSES_POOL)) {
-        r = cli_pool_close(pool);
-        if (rc == 0)
-            rc = r;
-    }
+    rc = cmd->run(cli, &a, &t);
+    if (cmd->flags & CMD_CLOSES_POOL)
+        t.pool = NULL; /* run() disposed of it */
+    r = cli_target_close(&t);
+    if (rc == 0)
+        rc = r;
     return rc;
 }
 
 int main(int argc, char **argv)
 {
     static const struct option global[] = {
-        {"state-dir", required_argument, NULL, 'D'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0},
+        {"state-dir", required_argument, NULL, 'D'}, {"control", required_argument, NULL, 'C'},
+        {"verbose", no_argument, NULL, 'v'},         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},         {NULL, 0, NULL, 0},
     };
     struct cli cli = {0};
     const struct command *cmds, *cmd;
@@ -253,6 +256,9 @@ int main(int argc, char **argv)
     cli.state_dir = getenv("CISTERN_STATE_DIR");
     if (cli.state_dir == NULL || *cli.state_dir == '\0')
         cli.state_dir = CLI_DEFAULT_STATE_DIR;
+    cli.control = getenv("CISTERN_CONTROL");
+    if (cli.control != NULL && *cli.control == '\0')
+        cli.control = NULL;
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, "+:vh", global, NULL)) != -1) {
@@ -261,6 +267,11 @@ int main(int argc, char **argv)
             if (*optarg == '\0')
                 return usage_error(NULL, "--state-dir: empty directory name");
             cli.state_dir = optarg;
+            break;
+        case 'C':
+            if (*optarg == '\0')
+                return usage_error(NULL, "--control: empty path");
+            cli.control = optarg;
             break;
         case 'v':
             cli.verbose = true;

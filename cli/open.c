@@ -4,9 +4,14 @@
  * The registry says where the members are; the pool layer checks their labels and takes an
  * exclusive lock on each. When that fails, the cause is turned into words about this pool
  * ("member /dev/sdc is missing", "in use by another process") rather than a bare errno.
+ *
+ * A pool the daemon holds is not opened at all: cli_target_open asks the daemon's control
+ * socket first, and once more when the pool turns out to be locked (a daemon that started
+ * in between), and the command then sends its operation there.
  */
 #include "cli/cli.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -54,8 +59,9 @@ static void report_member_problem(const char *name, const struct pool_entry *e, 
     log_err("%s: %s", name, pool_open_cause(err));
 }
 
-int cli_pool_open(const struct cli *cli, const char *name, bool quiet, struct pool **out)
+int cli_pool_open(const struct cli *cli, const char *name, unsigned flags, struct pool **out)
 {
+    bool quiet = (flags & OPEN_QUIET) != 0;
     struct pool_entry e;
     struct pool_stats st;
     struct pool *p = NULL;
@@ -74,7 +80,7 @@ int cli_pool_open(const struct cli *cli, const char *name, bool quiet, struct po
 
     r = pool_open((const char *const *)e.members, e.nmembers, 0, &p);
     if (r < 0) {
-        if (!quiet) {
+        if (!quiet && !(r == -EBUSY && (flags & OPEN_QUIET_BUSY))) {
             if (r == -ENOENT || r == -EXDEV)
                 report_member_problem(name, &e, r);
             else
@@ -107,6 +113,60 @@ int cli_pool_open(const struct cli *cli, const char *name, bool quiet, struct po
     }
     *out = p;
     return 0;
+}
+
+/* A connection to the daemon when it holds pool @name, else NULL. */
+static struct ctl_client *daemon_holding(const struct cli *cli, const char *name)
+{
+    struct ctl_client *c = NULL;
+    char *path = cli_control_path(cli);
+
+    if (path == NULL || ctl_connect(path, &c) < 0 || !ctl_holds(c, name)) {
+        ctl_close(c);
+        c = NULL;
+    }
+    free(path);
+    return c;
+}
+
+int cli_target_open(const struct cli *cli, const char *name, struct target *t)
+{
+    int r;
+
+    t->pool = NULL;
+    t->ctl = daemon_holding(cli, name);
+    if (t->ctl != NULL)
+        return 0;
+    r = cli_pool_open(cli, name, OPEN_QUIET_BUSY, &t->pool);
+    if (r == -EBUSY) {
+        /* A daemon may have taken the pool since we asked. */
+        t->ctl = daemon_holding(cli, name);
+        if (t->ctl != NULL)
+            return 0;
+        log_err("%s: %s", name, pool_open_cause(r));
+    }
+    return r;
+}
+
+int cli_target_close(struct target *t)
+{
+    int r = cli_pool_close(t->pool);
+
+    ctl_close(t->ctl);
+    t->pool = NULL;
+    t->ctl = NULL;
+    return r;
+}
+
+bool cli_refuse_served(const struct cli *cli, const char *name)
+{
+    struct ctl_client *c = daemon_holding(cli, name);
+
+    if (c == NULL)
+        return false;
+    log_err("pool %s is served by the daemon (pid %ld): stop it first", name, ctl_pid(c));
+    ctl_close(c);
+    return true;
 }
 
 int cli_pool_close(struct pool *pool)

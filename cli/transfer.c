@@ -21,13 +21,21 @@
  * Window: slot k of the ring carries chunk k; before a slot is reused its requests must
  * have completed (slot_wait). Completions run on reactor threads and touch only the slot's
  * counters, under the window's mutex.
+ *
+ * A volume of a pool the daemon holds is reached through the daemon's NBD server instead:
+ * the volume is created or resized by operations sent to the daemon (the same ones as
+ * here), and the data goes between two endpoints (copy_endpoints), the volume's being
+ * nbd://.../POOL/VOL or nbd+unix:// as the daemon listens. The rules are the same: holes
+ * stay holes, zero grains become WRITE_ZEROES, the volume reads as zeros past the source.
  */
 #include "cli/endpoint.h"
 
 #include <inttypes.h>
+#include <json-c/json.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define CHUNK (1u << 20)
 /* The most one WRITE_ZEROES request covers: a request holds its grains while it runs, so a
@@ -183,20 +191,27 @@ static unsigned split_data(struct slot *s, uint64_t off, uint64_t len, uint32_t 
 /* Import                                                                                    */
 /* ---------------------------------------------------------------------------------------- */
 
-/* Creates or resizes the volume as the options ask; sets *created and *vol_size. */
-static int prepare_volume(const struct cli_args *a, struct pool *pool, const struct endpoint *src,
-                          bool *created, uint64_t *vol_size)
+/*
+ * Creates or resizes the volume as the options ask, through the operations (here or in the
+ * daemon); sets *created, *vol_size and *grain.
+ */
+static int prepare_volume(const struct cli *cli, const struct cli_args *a, const struct target *t,
+                          const struct endpoint *src, bool *created, uint64_t *vol_size,
+                          uint32_t *grain)
 {
     char full[2 * NAME_MAX_LEN + 2], b1[SIZE_BUF], b2[SIZE_BUF];
-    struct vol_info vi;
+    struct json_object *vi = NULL;
+    struct cli_args b = *a;
+    struct op_err e = {0};
     uint64_t need = src->size_known ? ROUND_UP(src->size, (uint64_t)CS_BLOCK_SIZE) : 0;
+    uint64_t size;
     int r;
 
     snprintf(full, sizeof full, "%s/%s", a->obj.pool, a->obj.vol);
     *created = false;
-    r = vol_get_info(pool, a->obj.vol, &vi);
+    r = op_call_err(cli, t, "vol.info", a, &vi, &e);
     if (r == -ENOENT) {
-        uint64_t size = a->size;
+        size = a->size;
         if (!a->create) {
             log_err("%s: no such volume (use --create to make one)", full);
             return -ENOENT;
@@ -216,45 +231,51 @@ static int prepare_volume(const struct cli_args *a, struct pool *pool, const str
                     size_str(size, false, b2));
             return -EFBIG;
         }
-        r = vol_create(pool, a->obj.vol, size, a->grain, &vi);
-        if (r < 0) {
-            log_err("%s: %s", full, vol_error_cause(r));
+        b.size = size;
+        b.size_rel = 0;
+        r = op_call(cli, t, "vol.create", &b, &vi);
+        if (r < 0)
             return r;
-        }
         *created = true;
         *vol_size = size;
+        *grain = (uint32_t)res_u64(vi, "grain");
+        json_object_put(vi);
         return 0;
     }
     if (r < 0) {
-        log_err("%s: %s", full, vol_error_cause(r));
+        log_err("%s", e.msg);
         return r;
     }
+    size = res_u64(vi, "size");
+    *grain = (uint32_t)res_u64(vi, "grain");
+    json_object_put(vi);
     if (a->create) {
         log_err("%s: the volume exists (leave out --create to import into it)", full);
         return -EEXIST;
     }
-    *vol_size = vi.size;
+    *vol_size = size;
     if (a->resize) {
         if (!src->size_known) {
             log_err("%s: --resize: the size of %s is not known", full, src->name);
             return -EINVAL;
         }
-        if (need != vi.size) {
+        if (need != size) {
             if (need == 0) {
                 log_err("%s: %s is empty: a volume cannot have size 0", full, src->name);
                 return -EINVAL;
             }
-            r = vol_resize(pool, a->obj.vol, need);
-            if (r < 0) {
-                log_err("%s: resize to %s: %s", full, size_str(need, false, b1),
-                        vol_error_cause(r));
+            b.size = need;
+            b.size_rel = 0;
+            b.force = false;
+            r = op_call(cli, t, "vol.resize", &b, &vi);
+            if (r < 0)
                 return r;
-            }
+            json_object_put(vi);
             *vol_size = need;
         }
-    } else if (src->size_known && src->size > vi.size) {
+    } else if (src->size_known && src->size > size) {
         log_err("%s: source is %s, volume %s is %s: use --resize", full,
-                size_str(src->size, false, b1), full, size_str(vi.size, false, b2));
+                size_str(src->size, false, b1), full, size_str(size, false, b2));
         return -EFBIG;
     }
     return 0;
@@ -370,12 +391,157 @@ fail:
     return r;
 }
 
-int cmd_vol_import(const struct cli *cli UNUSED, const struct cli_args *a, struct pool *pool)
+/* ---------------------------------------------------------------------------------------- */
+/* Between two endpoints: a volume the daemon serves, over NBD                                */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Writes @len bytes of @buf at @off: runs of zero grains through ep_zero (holes of a fresh
+ * file, WRITE_ZEROES on NBD), the rest as data. */
+static int write_data(struct endpoint *dst, const char *buf, uint64_t off, uint64_t len,
+                      uint32_t grain)
+{
+    uint64_t pos, end, run_start;
+    int run_zero = -1, r;
+
+    if (!dst->zero_cheap && !dst->fresh)
+        return ep_write(dst, buf, (size_t)len, off);
+    pos = run_start = off;
+    end = off + len;
+    while (pos <= end) {
+        uint64_t piece_end = pos < end ? MIN(ROUND_DOWN(pos, (uint64_t)grain) + grain, end) : end;
+        bool zero = pos < end && buf_is_zero(buf + (pos - off), piece_end - pos);
+
+        if (run_zero != -1 && (pos == end || (bool)run_zero != zero)) {
+            if (run_zero)
+                r = ep_zero(dst, run_start, pos - run_start);
+            else
+                r = ep_write(dst, buf + (run_start - off), (size_t)(pos - run_start), run_start);
+            if (r < 0)
+                return r;
+            run_start = pos;
+        }
+        if (pos == end)
+            break;
+        run_zero = zero;
+        pos = piece_end;
+    }
+    return 0;
+}
+
+/*
+ * Copies @src into @dst, at most @limit bytes from a stream (a larger stream is -EFBIG),
+ * from the main thread; sets *copied. Holes of the source become ep_zero of the
+ * destination (nothing on a fresh one). Data for an NBD destination is padded with zeros to
+ * whole blocks, as the volume takes whole sectors.
+ */
+static int copy_endpoints(struct endpoint *src, struct endpoint *dst, uint64_t limit,
+                          uint32_t grain, bool quiet, const char *what, uint64_t *copied)
+{
+    struct progress prog;
+    uint64_t off = 0, len, want;
+    bool eof = false, zero;
+    size_t got;
+    void *buf;
+    int r = 0;
+
+    if (posix_memalign(&buf, 4096, CHUNK) != 0)
+        return -ENOMEM;
+    progress_start(&prog, what, src->size_known ? src->size : 0, quiet);
+    while (!eof && (src->size_known ? off < src->size : true)) {
+        progress_update(&prog, off);
+        if (src->size_known) {
+            ep_extent(src, off, &len, &zero);
+            if (zero) {
+                uint64_t hend = off + len >= src->size
+                                    ? ROUND_UP(src->size, (uint64_t)CS_BLOCK_SIZE)
+                                    : ROUND_DOWN(off + len, (uint64_t)CS_BLOCK_SIZE);
+                if (hend > off) {
+                    r = ep_zero(dst, off, hend - off);
+                    if (r < 0)
+                        break;
+                    off = hend;
+                    continue;
+                }
+            }
+            want = MIN(ROUND_DOWN(off, (uint64_t)CHUNK) + CHUNK, src->size) - off;
+        } else {
+            if (off >= limit) {
+                char extra, b[SIZE_BUF];
+                r = ep_read(src, &extra, 1, off, &got);
+                if (r == 0 && got > 0) {
+                    log_err("%s holds more than the volume's %s: use a larger volume", src->name,
+                            size_str(limit, false, b));
+                    r = -EFBIG;
+                }
+                break;
+            }
+            want = MIN(ROUND_DOWN(off, (uint64_t)CHUNK) + CHUNK, limit) - off;
+        }
+        r = ep_read(src, buf, (size_t)want, off, &got);
+        if (r < 0)
+            break;
+        if (got < want)
+            eof = true; /* streams only */
+        if (got == 0)
+            break;
+        len = got;
+        if (dst->kind == EP_NBD) {
+            len = ROUND_UP((uint64_t)got, (uint64_t)CS_BLOCK_SIZE);
+            memset((char *)buf + got, 0, (size_t)(len - got));
+        }
+        r = write_data(dst, buf, off, len, grain);
+        if (r < 0)
+            break;
+        off += got;
+    }
+    progress_update(&prog, off);
+    progress_end(&prog);
+    free(buf);
+    *copied = off;
+    return r;
+}
+
+/* Import into a volume the daemon serves: the data goes over its NBD server. */
+static int import_remote(const struct cli_args *a, const struct target *t, struct endpoint *src,
+                         uint64_t vol_size, uint32_t grain, bool created, const char *full)
+{
+    struct endpoint dst;
+    uint64_t copied = 0, end;
+    char *uri;
+    int r;
+
+    memset(&dst, 0, sizeof dst);
+    uri = ctl_nbd_uri(t->ctl, a->obj.pool, a->obj.vol);
+    if (uri == NULL)
+        return -ENOTCONN;
+    r = ep_open_dest(&dst, uri, FMT_RAW, vol_size);
+    free(uri);
+    if (r < 0) {
+        ep_close(&dst);
+        return r;
+    }
+    dst.fresh = created; /* a new volume reads as zeros: its holes need nothing */
+    r = copy_endpoints(src, &dst, vol_size, grain, a->quiet, "importing", &copied);
+    /* Past the source's end the volume reads as zeros. */
+    end = ROUND_UP(copied, (uint64_t)CS_BLOCK_SIZE);
+    if (r == 0 && end < vol_size)
+        r = ep_zero(&dst, end, vol_size - end);
+    if (r == 0)
+        r = ep_finish(&dst);
+    else
+        ep_close(&dst);
+    if (r < 0 && r != -EFBIG)
+        log_err("%s: import failed: %s", full, strerror(-r));
+    return r;
+}
+
+int cmd_vol_import(const struct cli *cli, const struct cli_args *a, const struct target *t)
 {
     char full[2 * NAME_MAX_LEN + 2];
     struct endpoint src;
     struct vol *v = NULL;
     uint64_t vol_size = 0;
+    uint32_t grain = VOL_DEFAULT_GRAIN;
     bool created = false;
     int r;
 
@@ -383,10 +549,14 @@ int cmd_vol_import(const struct cli *cli UNUSED, const struct cli_args *a, struc
     r = ep_open_source(&src, a->location, a->format);
     if (r < 0)
         goto out;
-    r = prepare_volume(a, pool, &src, &created, &vol_size);
+    r = prepare_volume(cli, a, t, &src, &created, &vol_size, &grain);
     if (r < 0)
         goto out;
-    r = vol_open(pool, a->obj.vol, 0, &v);
+    if (t->ctl != NULL) {
+        r = import_remote(a, t, &src, vol_size, grain, created, full);
+        goto out;
+    }
+    r = vol_open(t->pool, a->obj.vol, 0, &v);
     if (r < 0) {
         log_err("%s: %s", full, vol_error_cause(r));
         goto out;
@@ -404,9 +574,19 @@ int cmd_vol_import(const struct cli *cli UNUSED, const struct cli_args *a, struc
 out:
     ep_close(&src);
     if (r < 0 && created) {
-        int rd = vol_delete(pool, a->obj.vol);
+        struct json_object *o = NULL;
+        struct op_err e;
+        int rd;
+        /* Over NBD, the daemon lets go of the volume a moment after our disconnection. */
+        for (int i = 0;; i++) {
+            rd = op_call_err(cli, t, "vol.delete", a, &o, &e);
+            json_object_put(o);
+            if (rd != -EBUSY || t->ctl == NULL || i == 50)
+                break;
+            usleep(100000);
+        }
         if (rd < 0)
-            log_warn("%s: the volume created for the import is left: %s", full, strerror(-rd));
+            log_warn("%s: the volume created for the import is left: %s", full, e.msg);
     }
     return r < 0 ? EXIT_RUNTIME : 0;
 }
@@ -457,41 +637,42 @@ static int next_segment(struct segmenter *sg, uint64_t *off, uint64_t *len, bool
 /* Writes out one completed segment. */
 static int write_segment(struct endpoint *dst, struct slot *s, uint32_t grain)
 {
-    uint64_t pos, end, run_start;
-    int run_zero = -1, r;
-
     if (s->hole)
         return ep_zero(dst, s->off, s->len);
-    if (!dst->zero_cheap && !dst->fresh)
-        return ep_write(dst, s->buf, (size_t)s->len, s->off);
-
-    /* Leave zero grains to ep_zero: holes in a fresh file, WRITE_ZEROES on NBD. */
-    pos = run_start = s->off;
-    end = s->off + s->len;
-    while (pos <= end) {
-        uint64_t piece_end = pos < end ? MIN(ROUND_DOWN(pos, (uint64_t)grain) + grain, end) : end;
-        bool zero = pos < end && buf_is_zero((char *)s->buf + (pos - s->off), piece_end - pos);
-
-        if (run_zero != -1 && (pos == end || (bool)run_zero != zero)) {
-            if (run_zero)
-                r = ep_zero(dst, run_start, pos - run_start);
-            else
-                r = ep_write(dst, (char *)s->buf + (run_start - s->off), (size_t)(pos - run_start),
-                             run_start);
-            if (r < 0)
-                return r;
-            run_start = pos;
-        }
-        if (pos == end)
-            break;
-        run_zero = zero;
-        pos = piece_end;
-    }
-    return 0;
+    return write_data(dst, s->buf, s->off, s->len, grain);
 }
 
-int cmd_vol_export(const struct cli *cli UNUSED, const struct cli_args *a, struct pool *pool)
+/* Export of a volume the daemon serves: read over its NBD server, holes from its block
+ * status. */
+static int export_remote(const struct cli_args *a, const struct target *t)
 {
+    struct endpoint src, dst;
+    uint64_t copied;
+    char *uri;
+    int r;
+
+    memset(&src, 0, sizeof src);
+    memset(&dst, 0, sizeof dst);
+    uri = ctl_nbd_uri(t->ctl, a->obj.pool, a->obj.vol);
+    if (uri == NULL)
+        return EXIT_RUNTIME;
+    r = ep_open_source(&src, uri, FMT_RAW);
+    free(uri);
+    if (r == 0)
+        r = ep_open_dest(&dst, a->location, a->format, src.size);
+    if (r == 0)
+        r = copy_endpoints(&src, &dst, src.size, VOL_MIN_GRAIN, a->quiet, "exporting", &copied);
+    if (r == 0)
+        r = ep_finish(&dst);
+    else
+        ep_close(&dst);
+    ep_close(&src);
+    return r < 0 ? EXIT_RUNTIME : 0;
+}
+
+int cmd_vol_export(const struct cli *cli UNUSED, const struct cli_args *a, const struct target *t)
+{
+    struct pool *pool = t->pool;
     char full[2 * NAME_MAX_LEN + 2];
     struct endpoint dst;
     struct segmenter sg;
@@ -503,6 +684,8 @@ int cmd_vol_export(const struct cli *cli UNUSED, const struct cli_args *a, struc
     uint32_t grain;
     int r;
 
+    if (t->ctl != NULL)
+        return export_remote(a, t);
     memset(&dst, 0, sizeof dst);
     snprintf(full, sizeof full, "%s/%s", a->obj.pool, a->obj.vol);
     r = vol_open(pool, a->obj.vol, VOL_OPEN_RDONLY, &v);
