@@ -95,6 +95,8 @@ struct setting_arg {
 /* Image formats of import and export. */
 enum image_format { FMT_AUTO = 0, FMT_RAW, FMT_QCOW2, FMT_VMDK, FMT_VHDX, FMT_VDI };
 
+#define SNAP_MAX_VOLUMES 16 /* volumes in one snap create */
+
 struct cli_args {
     /* Option flags and raw option values, as given. */
     bool force, json, resize, create, quiet, scripted, parsable;
@@ -117,6 +119,9 @@ struct cli_args {
     const char *location; /* import SOURCE, export DEST */
     struct setting_arg settings[SETTINGS_MAX];
     unsigned nsettings;
+    char to[NAME_MAX_LEN + 1];                          /* snap diff: the later snapshot */
+    char more[SNAP_MAX_VOLUMES - 1][NAME_MAX_LEN + 1]; /* snap create: more volumes */
+    unsigned nmore;
 };
 
 enum {
@@ -163,6 +168,8 @@ int arg_pool_or_vol_name(const struct command *cmd, const char *what, const char
 extern const struct command pool_commands[];
 extern const size_t pool_ncommands;
 extern const struct command vol_commands[];
+extern const struct command snap_commands[];
+extern const size_t snap_ncommands;
 extern const size_t vol_ncommands;
 
 /* ---------------------------------------------------------------------------------------- */
@@ -270,6 +277,9 @@ enum {
     ARG_NEW_NAME = 1u << 6, /* "new_name": a volume name */
     ARG_MEMBER = 1u << 7,   /* "member": an absolute path */
     ARG_SETTINGS = 1u << 8, /* "settings": {"cache_bytes": N, ...} */
+    ARG_SNAP = 1u << 9,     /* "snap": a snapshot name (of "volume") */
+    ARG_TO = 1u << 10,      /* "to": a later snapshot name (snap diff) */
+    ARG_VOLUMES = 1u << 11, /* "volumes": more volume names (snap create of several) */
 };
 
 enum {

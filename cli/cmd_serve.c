@@ -113,7 +113,7 @@ static int export_open(void *ctx, const char *name, struct vol **v, bool *readon
 {
     struct serve_ctx *sc = ctx;
     struct pool *pool = NULL;
-    char volname[NAME_MAX_LEN + 1];
+    char volname[2 * NAME_MAX_LEN + 2]; /* VOL, or VOL@SNAP */
     struct vol_info vi;
 
     *readonly = sc->readonly;
@@ -132,12 +132,15 @@ static int export_open(void *ctx, const char *name, struct vol **v, bool *readon
         snprintf(volname, sizeof volname, "%s", o.name);
     } else if (strchr(name, '/')) {
         struct obj_name on;
-        if (obj_name_parse(name, &on, NULL) < 0 || on.vol[0] == '\0' || on.snap[0] != '\0')
+        if (obj_name_parse(name, &on, NULL) < 0 || on.vol[0] == '\0')
             return -ENOENT;
         pool = find_pool(sc, on.pool);
         if (!pool)
             return -ENOENT;
-        snprintf(volname, sizeof volname, "%s", on.vol);
+        /* A snapshot is exported read-only under its full name, POOL/VOL@SNAP. */
+        snprintf(volname, sizeof volname, "%s%s%s", on.vol, on.snap[0] ? "@" : "", on.snap);
+        if (on.snap[0])
+            *readonly = true;
     } else {
         if (name_check(name, NULL) < 0)
             return -ENOENT;
@@ -157,7 +160,7 @@ static int export_open(void *ctx, const char *name, struct vol **v, bool *readon
     }
     int r = vol_get_info(pool, volname, &vi);
     if (r == 0)
-        r = vol_open(pool, volname, sc->readonly ? VOL_OPEN_RDONLY : 0, v);
+        r = vol_open(pool, volname, *readonly ? VOL_OPEN_RDONLY : 0, v);
     if (r < 0)
         return r;
     pthread_mutex_lock(&sc->mu);
@@ -185,13 +188,29 @@ struct list_ctx {
     void *c;
 };
 
+struct list_snap_ctx {
+    struct list_ctx *l;
+    const char *vol;
+};
+
+static int list_snap(void *ctx, const struct vol_info *vi)
+{
+    struct list_snap_ctx *ls = ctx;
+    char name[3 * NAME_MAX_LEN + 3], desc[256];
+    snprintf(name, sizeof name, "%s/%s@%s", pool_name(ls->l->pool), ls->vol, vi->name);
+    snprintf(desc, sizeof desc, "snapshot %s (read-only)", name);
+    return ls->l->fn(ls->l->c, name, desc);
+}
+
 static int list_vol(void *ctx, const struct vol_info *vi)
 {
     struct list_ctx *l = ctx;
     char name[2 * NAME_MAX_LEN + 2], desc[256];
     snprintf(name, sizeof name, "%s/%s", pool_name(l->pool), vi->name);
     describe(l->pool, vi, desc, sizeof desc);
-    return l->fn(l->c, name, desc);
+    int r = l->fn(l->c, name, desc);
+    struct list_snap_ctx ls = {l, vi->name};
+    return r != 0 ? r : vol_snap_list(l->pool, vi->name, list_snap, &ls);
 }
 
 static int export_list(void *ctx, int (*fn)(void *c, const char *name, const char *desc), void *c)

@@ -23,7 +23,9 @@ static void usage_all(FILE *f)
     static const struct {
         const struct command *cmds;
         const size_t *n;
-    } groups[] = {{pool_commands, &pool_ncommands}, {vol_commands, &vol_ncommands}};
+    } groups[] = {{pool_commands, &pool_ncommands},
+                  {vol_commands, &vol_ncommands},
+                  {snap_commands, &snap_ncommands}};
 
     fprintf(f, "usage: cistern [--state-dir DIR] [--control PATH] [-v] COMMAND [ARGS...]\n"
                "\n"
@@ -302,6 +304,16 @@ int main(int argc, char **argv)
     } else if (strcmp(argv[optind], "vol") == 0 || strcmp(argv[optind], "volume") == 0) {
         cmds = vol_commands;
         ncmds = vol_ncommands;
+    } else if (strcmp(argv[optind], "snap") == 0 || strcmp(argv[optind], "snapshot") == 0) {
+        cmds = snap_commands;
+        ncmds = snap_ncommands;
+    } else if (strcmp(argv[optind], "clone") == 0) {
+        /* cistern clone SNAP NEW is cistern snap clone SNAP NEW */
+        cmd = find_command(snap_commands, snap_ncommands, "clone");
+        rc = run_command(&cli, cmd, argc - optind, argv + optind);
+        fflush(stdout);
+        pool_reactors_shutdown();
+        return rc;
     } else if (strcmp(argv[optind], "serve") == 0) {
         return cmd_serve(&cli, argc - optind, argv + optind);
     } else if (strcmp(argv[optind], "help") == 0) {

@@ -514,6 +514,156 @@ static int op_vol_delete(const struct op_env *env, struct pool *pool, const stru
 /* The table, and arguments to and from JSON                                                 */
 /* ---------------------------------------------------------------------------------------- */
 
+/* ---------------------------------------------------------------------------------------- */
+/* Snapshots and clones                                                                      */
+/* ---------------------------------------------------------------------------------------- */
+
+static void snap_full(const char *vol, const char *snap, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s@%s", vol, snap);
+}
+
+static int op_snap_create(const struct op_env *env UNUSED, struct pool *pool,
+                          const struct cli_args *a, struct json_object **out, struct op_err *e)
+{
+    struct vol_snap_spec specs[SNAP_MAX_VOLUMES];
+    unsigned n = 0;
+    specs[n++] = (struct vol_snap_spec){a->obj.vol, a->obj.snap};
+    for (unsigned i = 0; i < a->nmore; i++)
+        specs[n++] = (struct vol_snap_spec){a->more[i], a->obj.snap};
+    int r = vol_snapshot(pool, specs, n);
+    if (r == -EEXIST)
+        return op_fail(e, r, "%s: a snapshot named %s exists", a->obj.pool, a->obj.snap);
+    if (r < 0)
+        return op_fail(e, r, "%s/%s@%s: %s", a->obj.pool, a->obj.vol, a->obj.snap,
+                       vol_error_cause(r));
+    struct json_object *arr = json_object_new_array();
+    for (unsigned i = 0; i < n; i++) {
+        char full[3 * NAME_MAX_LEN + 3];
+        snprintf(full, sizeof full, "%s/%s@%s", a->obj.pool, specs[i].vol, a->obj.snap);
+        json_object_array_add(arr, json_object_new_string(full));
+    }
+    *out = json_object_new_object();
+    json_object_object_add(*out, "snapshots", arr);
+    return 0;
+}
+
+struct snap_list_ctx {
+    const char *pool, *vol;
+    struct json_object *arr;
+};
+
+static int snap_list_one(void *ctx, const struct vol_info *vi)
+{
+    struct snap_list_ctx *l = ctx;
+    struct json_object *o = vol_json(l->pool, vi);
+    char full[3 * NAME_MAX_LEN + 3];
+    snprintf(full, sizeof full, "%s/%s@%s", l->pool, l->vol, vi->name);
+    json_object_object_add(o, "name", json_object_new_string(full));
+    json_object_object_add(o, "volume", json_object_new_string(l->vol));
+    json_object_object_add(o, "snapshot", json_object_new_string(vi->name));
+    json_object_array_add(l->arr, o);
+    return 0;
+}
+
+static int op_snap_list(const struct op_env *env UNUSED, struct pool *pool,
+                        const struct cli_args *a, struct json_object **out, struct op_err *e)
+{
+    struct snap_list_ctx l = {pool_name(pool), a->obj.vol, json_object_new_array()};
+    int r = vol_snap_list(pool, a->obj.vol, snap_list_one, &l);
+    if (r < 0) {
+        json_object_put(l.arr);
+        return vol_fail(e, a, r);
+    }
+    *out = json_object_new_object();
+    json_object_object_add(*out, "snapshots", l.arr);
+    return 0;
+}
+
+static int op_snap_delete(const struct op_env *env, struct pool *pool, const struct cli_args *a,
+                          struct json_object **out, struct op_err *e)
+{
+    char name[2 * NAME_MAX_LEN + 2];
+    snap_full(a->obj.vol, a->obj.snap, name, sizeof name);
+    unsigned n = served_to(env, pool, name);
+    if (n > 0)
+        return op_fail(e, -EBUSY, "snapshot %s/%s is served to %u client(s)", a->obj.pool, name,
+                       n);
+    int r = vol_delete(pool, name);
+    if (r < 0)
+        return op_fail(e, r, "%s/%s: %s", a->obj.pool, name, vol_error_cause(r));
+    *out = json_object_new_object();
+    return 0;
+}
+
+static int op_snap_rollback(const struct op_env *env, struct pool *pool,
+                            const struct cli_args *a, struct json_object **out,
+                            struct op_err *e)
+{
+    char name[2 * NAME_MAX_LEN + 2];
+    snap_full(a->obj.vol, a->obj.snap, name, sizeof name);
+    unsigned n = served_to(env, pool, a->obj.vol);
+    /* Rolling back under a client would change its disk beneath its page cache; even with
+     * --force the volume layer refuses while the volume is open. */
+    if (n > 0)
+        return op_fail(e, -EBUSY,
+                       "volume %s/%s is served to %u client(s): disconnect them first%s",
+                       a->obj.pool, a->obj.vol, n, a->force ? " (--force cannot override)" : "");
+    int r = vol_rollback(pool, name);
+    if (r < 0)
+        return op_fail(e, r, "%s/%s: %s", a->obj.pool, name, vol_error_cause(r));
+    return vol_result(pool, a->obj.vol, a, out, e);
+}
+
+static int diff_add(void *ctx, uint64_t off, uint64_t len)
+{
+    struct json_object *arr = ctx, *last;
+    size_t n = json_object_array_length(arr);
+    if (n > 0 && (last = json_object_array_get_idx(arr, n - 1)) != NULL &&
+        res_u64(last, "offset") + res_u64(last, "length") == off) {
+        json_object_object_add(last, "length", json_object_new_uint64(res_u64(last, "length") + len));
+        return 0;
+    }
+    struct json_object *o = json_object_new_object();
+    jadd_u64(o, "offset", off);
+    jadd_u64(o, "length", len);
+    json_object_array_add(arr, o);
+    return 0;
+}
+
+static int op_snap_diff(const struct op_env *env UNUSED, struct pool *pool,
+                        const struct cli_args *a, struct json_object **out, struct op_err *e)
+{
+    char from[2 * NAME_MAX_LEN + 2], to[2 * NAME_MAX_LEN + 2];
+    snap_full(a->obj.vol, a->obj.snap, from, sizeof from);
+    if (a->to[0])
+        snap_full(a->obj.vol, a->to, to, sizeof to);
+    else
+        snprintf(to, sizeof to, "%s", a->obj.vol);
+    struct json_object *arr = json_object_new_array();
+    int r = vol_diff(pool, from, to, diff_add, arr);
+    if (r < 0) {
+        json_object_put(arr);
+        return op_fail(e, r, "%s/%s: %s", a->obj.pool, from, vol_error_cause(r));
+    }
+    *out = json_object_new_object();
+    json_object_object_add(*out, "ranges", arr);
+    return 0;
+}
+
+static int op_clone(const struct op_env *env UNUSED, struct pool *pool, const struct cli_args *a,
+                    struct json_object **out, struct op_err *e)
+{
+    char name[2 * NAME_MAX_LEN + 2];
+    snap_full(a->obj.vol, a->obj.snap, name, sizeof name);
+    int r = vol_clone(pool, name, a->new_name);
+    if (r == -EEXIST)
+        return op_fail(e, r, "%s/%s: a volume of that name exists", a->obj.pool, a->new_name);
+    if (r < 0)
+        return op_fail(e, r, "%s/%s: %s", a->obj.pool, name, vol_error_cause(r));
+    return vol_result(pool, a->new_name, a, out, e);
+}
+
 static const struct op ops[] = {
     {"pool.list", 0, ARG_POOL, OP_EACH_POOL, "pools", op_pool_list},
     {"pool.status", ARG_POOL, 0, 0, NULL, op_pool_status},
@@ -526,6 +676,12 @@ static const struct op ops[] = {
     {"vol.resize", ARG_POOL | ARG_VOLUME, ARG_SIZE | ARG_DELTA | ARG_FORCE, 0, NULL, op_vol_resize},
     {"vol.rename", ARG_POOL | ARG_VOLUME | ARG_NEW_NAME, 0, 0, NULL, op_vol_rename},
     {"vol.delete", ARG_POOL | ARG_VOLUME, ARG_FORCE, 0, NULL, op_vol_delete},
+    {"snap.create", ARG_POOL | ARG_VOLUME | ARG_SNAP, ARG_VOLUMES, 0, NULL, op_snap_create},
+    {"snap.list", ARG_POOL | ARG_VOLUME, 0, 0, NULL, op_snap_list},
+    {"snap.delete", ARG_POOL | ARG_VOLUME | ARG_SNAP, 0, 0, NULL, op_snap_delete},
+    {"snap.rollback", ARG_POOL | ARG_VOLUME | ARG_SNAP, ARG_FORCE, 0, NULL, op_snap_rollback},
+    {"snap.diff", ARG_POOL | ARG_VOLUME | ARG_SNAP, ARG_TO, 0, NULL, op_snap_diff},
+    {"clone", ARG_POOL | ARG_VOLUME | ARG_SNAP | ARG_NEW_NAME, 0, 0, NULL, op_clone},
 };
 
 const struct op *op_find(const char *name)
@@ -543,6 +699,7 @@ static const struct {
     {ARG_POOL, "pool"},         {ARG_VOLUME, "volume"}, {ARG_SIZE, "size"},
     {ARG_DELTA, "delta"},       {ARG_GRAIN, "grain"},   {ARG_FORCE, "force"},
     {ARG_NEW_NAME, "new_name"}, {ARG_MEMBER, "member"}, {ARG_SETTINGS, "settings"},
+    {ARG_SNAP, "snap"},         {ARG_TO, "to"},         {ARG_VOLUMES, "volumes"},
 };
 
 static int arg_name_field(struct json_object *v, const char *key, char *dst, size_t dstlen,
@@ -636,6 +793,26 @@ int op_args_decode(const struct op *op, struct json_object *args, struct cli_arg
                 if (arg_name_field(v, key, a->new_name, sizeof a->new_name, e) < 0)
                     return e->err;
                 break;
+            case ARG_SNAP:
+                if (arg_name_field(v, key, a->obj.snap, sizeof a->obj.snap, e) < 0)
+                    return e->err;
+                break;
+            case ARG_TO:
+                if (arg_name_field(v, key, a->to, sizeof a->to, e) < 0)
+                    return e->err;
+                break;
+            case ARG_VOLUMES:
+                if (!json_object_is_type(v, json_type_array) ||
+                    json_object_array_length(v) > SNAP_MAX_VOLUMES - 1)
+                    return op_fail(e, -EINVAL, "argument 'volumes': expected an array of at "
+                                               "most %u names",
+                                   SNAP_MAX_VOLUMES - 1);
+                a->nmore = (unsigned)json_object_array_length(v);
+                for (unsigned i = 0; i < a->nmore; i++)
+                    if (arg_name_field(json_object_array_get_idx(v, i), key, a->more[i],
+                                       sizeof a->more[i], e) < 0)
+                        return e->err;
+                break;
             case ARG_SIZE:
                 if (arg_int(v, key, &n, e) < 0)
                     return e->err;
@@ -715,6 +892,16 @@ struct json_object *op_args_encode(const struct op *op, const struct cli_args *a
         json_object_object_add(o, "force", json_object_new_boolean(true));
     if ((want & ARG_NEW_NAME) && a->new_name[0] != '\0')
         jadd_str(o, "new_name", a->new_name);
+    if ((want & ARG_SNAP) && a->obj.snap[0] != '\0')
+        jadd_str(o, "snap", a->obj.snap);
+    if ((want & ARG_TO) && a->to[0] != '\0')
+        jadd_str(o, "to", a->to);
+    if ((want & ARG_VOLUMES) && a->nmore > 0) {
+        struct json_object *arr = json_object_new_array();
+        for (unsigned i = 0; i < a->nmore; i++)
+            json_object_array_add(arr, json_object_new_string(a->more[i]));
+        json_object_object_add(o, "volumes", arr);
+    }
     if ((want & ARG_MEMBER) && a->nmembers > 0)
         jadd_str(o, "member", a->members[0]);
     if ((want & ARG_SETTINGS) && a->nsettings > 0) {

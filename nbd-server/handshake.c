@@ -122,7 +122,11 @@ static void export_attach(struct nbd_conn *c, const char *name, struct opened *o
     c->tx_flags = tx_flags_for(o->readonly);
     c->export_name = strdup(name);
     if (c->meta_export && (!c->export_name || strcmp(c->meta_export, name) != 0))
+    {
         c->meta_base = false; /* contexts were chosen for another export */
+        free(c->meta_changed);
+        c->meta_changed = NULL;
+    }
     log_info("nbd: %s: serving \"%s\"%s%s%s", c->peer, name, o->readonly ? " read-only" : "",
              c->structured ? ", structured replies" : "", c->tls ? ", TLS" : "");
 }
@@ -322,9 +326,10 @@ static void opt_meta(struct nbd_conn *c)
     }
     nbd_close_vol_later(c->srv, o.v);
 
-    static const char base[] = NBD_BASE_ALLOCATION;
-    const uint32_t bl = sizeof base - 1;
+    static const char base[] = NBD_BASE_ALLOCATION, chg[] = NBD_META_CHANGED;
+    const uint32_t bl = sizeof base - 1, cl = sizeof chg - 1;
     bool match = !set && nq == 0; /* LIST with no query lists everything */
+    char *changed = NULL;         /* cistern:changed:SNAP asked for, SNAP a snapshot */
     pos = 8 + (uint64_t)namelen;
     for (uint32_t i = 0; i < nq; i++) {
         uint32_t ql = nbd_get32(d + pos);
@@ -334,6 +339,14 @@ static void opt_meta(struct nbd_conn *c)
             match = true;
         else if (!set && ql == 5 && memcmp(q, "base:", 5) == 0)
             match = true;
+        else if (ql > cl && ql - cl <= NAME_MAX_LEN && memcmp(q, chg, cl) == 0 && !changed) {
+            /* Only a snapshot of this export's volume names a context. */
+            char *snap = strndup(q + cl, ql - cl);
+            if (snap && vol_changed_since(o.v, snap, 0, 0, NULL, NULL) == 0)
+                changed = snap;
+            else
+                free(snap);
+        }
     }
     if (match) {
         /* NBD_REP_META_CONTEXT: id(4) name */
@@ -342,12 +355,24 @@ static void opt_meta(struct nbd_conn *c)
         memcpy(b + 4, base, bl);
         opt_reply(c, NBD_REP_META_CONTEXT, b, 4 + bl);
     }
+    if (changed) {
+        uint8_t b[4 + sizeof chg + NAME_MAX_LEN];
+        size_t sl = strlen(changed);
+        nbd_put32(b, set ? NBD_META_ID_CHANGED : 0);
+        memcpy(b + 4, chg, cl);
+        memcpy(b + 4 + cl, changed, sl);
+        opt_reply(c, NBD_REP_META_CONTEXT, b, (uint32_t)(4 + cl + sl));
+    }
     if (set) {
         c->meta_base = match;
+        free(c->meta_changed);
+        c->meta_changed = changed;
+        changed = NULL;
         free(c->meta_export);
         c->meta_export = name;
         name = NULL;
     }
+    free(changed);
     free(name);
     opt_reply(c, NBD_REP_ACK, NULL, 0);
 }

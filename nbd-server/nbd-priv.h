@@ -33,6 +33,9 @@
 #define NBD_OPT_SKIP_MAX (16u << 20) /* longer than this, an option is a lie: disconnect */
 #define NBD_BASE_ALLOCATION "base:allocation"
 #define NBD_META_ID_BASE 1u     /* our context id for base:allocation */
+#define NBD_META_ID_CHANGED 2u  /* ... for cistern:changed:SNAP */
+#define NBD_META_CHANGED "cistern:changed:"
+#define NBD_STATE_CHANGED 1u    /* cistern:changed: the range changed since the snapshot */
 #define NBD_BS_MAX_EXTENTS 1024 /* descriptors per BLOCK_STATUS reply */
 #define NBD_READ_MAX_CHUNKS 64  /* hole and data chunks per structured READ reply */
 
@@ -128,6 +131,7 @@ struct nbd_conn {
     bool structured;
     bool meta_base;    /* base:allocation selected ... */
     char *meta_export; /* ... for this export name */
+    char *meta_changed; /* cistern:changed:SNAP selected: SNAP, or NULL */
 
     /* TLS */
     SSL *ssl;

@@ -72,6 +72,7 @@ void nbd_conn_free(struct nbd_conn *c)
     }
     free(c->opt_data);
     free(c->meta_export);
+    free(c->meta_changed);
     free(c->export_name);
     free(c->in);
     free(c->stage);

@@ -180,7 +180,75 @@ static void reply_read_structured(struct nbd_req *req)
     nbd_conn_flush(c);
 }
 
+static void reply_base_status(struct nbd_req *req);
+
+struct changed_ctx {
+    uint8_t *p;       /* next descriptor */
+    size_t used, max;
+    uint64_t pos;     /* bytes described so far end here */
+};
+
+static void changed_put(struct changed_ctx *x, uint64_t len, uint32_t flags)
+{
+    while (len > 0 && x->used < x->max) {
+        uint32_t part = (uint32_t)MIN(len, (uint64_t)UINT32_MAX & ~4095u);
+        x->p = nbd_put32(nbd_put32(x->p, part), flags);
+        x->pos += part;
+        len -= part;
+        x->used++;
+    }
+}
+
+static int changed_range(void *ctx, uint64_t off, uint64_t len)
+{
+    struct changed_ctx *x = ctx;
+    if (off > x->pos)
+        changed_put(x, off - x->pos, 0);
+    changed_put(x, len, NBD_STATE_CHANGED);
+    return x->used < x->max ? 0 : 1;
+}
+
+/* The cistern:changed:SNAP chunk: ranges changed since the snapshot, alternating with
+ * unchanged ones. Returns its length, or a negative errno. */
+static int changed_chunk(struct nbd_req *req, uint8_t *b, size_t max)
+{
+    struct nbd_conn *c = req->c;
+    struct changed_ctx x = {nbd_put32(b, NBD_META_ID_CHANGED), 0, max, req->offset};
+    int r = vol_changed_since(c->vol, c->meta_changed, req->offset, req->length, changed_range,
+                              &x);
+    if (r < 0)
+        return r;
+    if (x.pos < req->offset + req->length && x.used < max)
+        changed_put(&x, req->offset + req->length - x.pos, 0);
+    return (int)(4 + 8 * x.used);
+}
+
 static void reply_block_status(struct nbd_req *req)
+{
+    if (req->c->meta_changed) {
+        struct nbd_conn *c = req->c;
+        size_t max = (req->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NBD_BS_MAX_EXTENTS;
+        uint8_t *b = malloc(4 + 8 * max);
+        int len = b ? changed_chunk(req, b, max) : -ENOMEM;
+        if (len < 0) {
+            free(b);
+            reply_error(req, nbd_errno_to_wire(len));
+            return;
+        }
+        chunk_header(req, c->meta_base ? 0 : NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS,
+                     (uint32_t)len, NULL, 0);
+        nbd_conn_send_copy(c, b, (size_t)len);
+        free(b);
+        if (!c->meta_base) {
+            nbd_conn_send_ref(c, NULL, 0, req);
+            nbd_conn_flush(c);
+            return;
+        }
+    }
+    reply_base_status(req);
+}
+
+static void reply_base_status(struct nbd_req *req)
 {
     struct nbd_conn *c = req->c;
     size_t max = (req->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NBD_BS_MAX_EXTENTS, n = 0;
@@ -331,7 +399,7 @@ static uint32_t check(struct nbd_conn *c, const struct nbd_req *req)
     case NBD_CMD_BLOCK_STATUS:
         if (f & ~NBD_CMD_FLAG_REQ_ONE)
             return NBD_EINVAL;
-        if (!c->meta_base)
+        if (!c->meta_base && !c->meta_changed)
             return NBD_EINVAL; /* no context negotiated */
         return len == 0 || past ? NBD_EINVAL : 0;
     default:
