@@ -300,6 +300,10 @@ void nbd_conn_flush(struct nbd_conn *c)
         tx_issue(c, h->data + h->off, h->len - h->off);
     } else if (h) {
         while ((h = c->out_head) && c->stage_len < NBD_OUT_STAGE) {
+            /* A large chunk (read data) goes out in place once what is gathered before it
+             * (its reply header) has gone: copying it would cost more than a second send. */
+            if (c->stage_len > 0 && h->len - h->off >= NBD_OUT_STAGE / 2)
+                break;
             size_t n = MIN(h->len - h->off, NBD_OUT_STAGE - c->stage_len);
             if (n) /* a chunk may be empty: it only carries its request */
                 memcpy(c->stage + c->stage_len, h->data + h->off, n);
