@@ -320,8 +320,19 @@ static int plan_read(struct ioreq *rq)
 {
     struct vol_req *req = rq->req;
     struct read_plan p = {.rq = rq, .next = req->offset};
-    int r = thin_map_walk(rq->pool, rq->vs->root, rq->g0, rq->g1 - rq->g0, rq->vs->grain_blocks,
-                          plan_read_extent, &p);
+    int r;
+    if (rq->g1 - rq->g0 == 1) {
+        /* Within one grain (the common small read): one lookup, not a walk. */
+        struct thin_extent e;
+        r = thin_map_lookup(rq->pool, rq->vs->root, rq->g0, &e);
+        if (r == 0)
+            r = plan_read_extent(&p, &e);
+        else if (r == -ENOENT)
+            r = 0;
+    } else {
+        r = thin_map_walk(rq->pool, rq->vs->root, rq->g0, rq->g1 - rq->g0,
+                          rq->vs->grain_blocks, plan_read_extent, &p);
+    }
     uint64_t end = req->offset + req->length;
     if (r == 0 && p.next < end)
         memset((char *)req->buf + (p.next - req->offset), 0, end - p.next);
