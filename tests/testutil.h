@@ -20,6 +20,16 @@
 
 #include "pool/pool.h"
 
+/* Sanitizers make the engine several times slower: long random tests take fewer operations
+ * in such builds to stay within the suite's time limit. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+
 struct scratch {
     char dir[256];
     char member[8][300];

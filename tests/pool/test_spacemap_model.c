@@ -48,15 +48,7 @@
 #include "pool/pool.h"
 #include "tests/testutil.h"
 
-/* Sanitizers make the engine several times slower: their builds default to a quarter of the
- * operations, which keeps a run within the suite's time limit. */
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
+/* Sanitized builds (SANITIZED, tests/testutil.h) default to a quarter of the operations. */
 #ifdef SANITIZED
 #define DEFAULT_OPS (1000000 / 4)
 #else
