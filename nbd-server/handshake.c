@@ -324,7 +324,6 @@ static void opt_meta(struct nbd_conn *c)
         free(name);
         return;
     }
-    nbd_close_vol_later(c->srv, o.v);
 
     static const char base[] = NBD_BASE_ALLOCATION, chg[] = NBD_META_CHANGED;
     const uint32_t bl = sizeof base - 1, cl = sizeof chg - 1;
@@ -348,6 +347,8 @@ static void opt_meta(struct nbd_conn *c)
                 free(snap);
         }
     }
+    /* The handle served only to check the queries against the export. */
+    nbd_close_vol_later(c->srv, o.v);
     if (match) {
         /* NBD_REP_META_CONTEXT: id(4) name */
         uint8_t b[4 + sizeof base];
