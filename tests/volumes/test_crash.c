@@ -27,71 +27,7 @@
 #define NVOL 2
 #define OPS 160
 
-/* What a sector may hold after a cut: its hash at the last acknowledged flush, or one of the
- * hashes written to it since. */
-struct sector_model {
-    uint64_t durable;
-    uint64_t *later;
-    unsigned nlater, caplater;
-};
-
-struct model {
-    struct sector_model sec[NVOL][NSEC];
-    uint64_t cur[NVOL][NSEC];
-};
-
-static uint64_t hash_sector(const uint8_t *p)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (unsigned i = 0; i < SECTOR; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        h = (h ^ w) * 1099511628211ull;
-        h ^= h >> 29;
-    }
-    return h;
-}
-
-static void model_write(struct model *m, int v, uint64_t off, const uint8_t *data, uint64_t len)
-{
-    static const uint8_t zero[SECTOR];
-    for (uint64_t s = off / SECTOR; s < (off + len) / SECTOR; s++) {
-        uint64_t h = hash_sector(data ? data + (s * SECTOR - off) : zero);
-        struct sector_model *sm = &m->sec[v][s];
-        if (sm->nlater == sm->caplater) {
-            sm->caplater = sm->caplater ? sm->caplater * 2 : 4;
-            sm->later = realloc(sm->later, sm->caplater * sizeof(uint64_t));
-        }
-        sm->later[sm->nlater++] = h;
-        m->cur[v][s] = h;
-    }
-}
-
-static void model_flushed(struct model *m)
-{
-    for (int v = 0; v < NVOL; v++)
-        for (uint64_t s = 0; s < NSEC; s++) {
-            m->sec[v][s].durable = m->cur[v][s];
-            m->sec[v][s].nlater = 0;
-        }
-}
-
-static void model_init(struct model *m)
-{
-    static const uint8_t zero[SECTOR];
-    uint64_t hz = hash_sector(zero);
-    memset(m, 0, sizeof(*m));
-    for (int v = 0; v < NVOL; v++)
-        for (uint64_t s = 0; s < NSEC; s++)
-            m->sec[v][s].durable = m->cur[v][s] = hz;
-}
-
-static void model_free(struct model *m)
-{
-    for (int v = 0; v < NVOL; v++)
-        for (uint64_t s = 0; s < NSEC; s++)
-            free(m->sec[v][s].later);
-}
+#include "tests/volumes/sector_model.h"
 
 struct run {
     struct scratch s;
@@ -149,14 +85,14 @@ static bool workload(struct run *r, struct model *m, uint64_t seed, uint64_t cut
             uint32_t fl = kind % 11 == 0 ? VOL_FUA : 0;
             e = vol_pwrite(r->v[v], r->buf, len, off, fl);
             assert_int_equal(e, 0);
-            model_write(m, v, off, r->buf, len);
+            model_write(m, v, off, r->buf, len, true);
             if (fl && (!cutting || pool_fault_writes() <= cut))
                 model_flushed(m);
         } else if (kind < 75) {
             e = kind < 65 ? vol_discard(r->v[v], off, len)
                           : vol_write_zeroes(r->v[v], off, len, kind < 70 ? VOL_NO_UNMAP : 0);
             assert_int_equal(e, 0);
-            model_write(m, v, off, NULL, len);
+            model_write(m, v, off, NULL, len, true);
         } else if (kind < 90) {
             assert_int_equal(vol_flush(r->v[v]), 0);
             if (!cutting || pool_fault_writes() <= cut)
@@ -206,12 +142,7 @@ static void verify(struct run *r, struct model *m, uint64_t cut)
         assert_int_equal(e, 0);
         assert_int_equal(vol_pread(h, r->buf, VOL_BYTES, 0), 0);
         for (uint64_t s = 0; s < NSEC; s++) {
-            uint64_t h2 = hash_sector(r->buf + s * SECTOR);
-            struct sector_model *sm = &m->sec[v][s];
-            bool ok = h2 == sm->durable;
-            for (unsigned i = 0; i < sm->nlater && !ok; i++)
-                ok = h2 == sm->later[i];
-            if (!ok)
+            if (!model_allows(m, v, s, hash_sector(r->buf + s * SECTOR)))
                 fail_msg("cut %llu: volume %s sector %llu holds data never written there since "
                          "the last flush",
                          (unsigned long long)cut, vname(v), (unsigned long long)s);

@@ -308,75 +308,15 @@ static void test_read_eio_check(void **state)
  * The sweep: the first failing write moves over a whole workload
  */
 
-struct sector_model {
-    uint64_t durable;
-    uint64_t *later;
-    unsigned nlater, caplater;
-};
+#include "tests/volumes/sector_model.h"
 
-struct model {
-    struct sector_model sec[NVOL][NSEC];
-    uint64_t cur[NVOL][NSEC];
-};
-
-static uint64_t hash_sector(const uint8_t *p)
+/* The volumes start with their base contents, durably. */
+static void model_init_base(struct env *e, struct model *m)
 {
-    uint64_t h = 0x84222325cbf29ce4ull;
-    for (unsigned i = 0; i < SECTOR; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        h = (h ^ w) * 0x100000001b3ull;
-        h ^= h >> 29;
-    }
-    return h;
-}
-
-static void model_init(struct env *e, struct model *m)
-{
-    static const uint8_t zero[SECTOR];
-    memset(m, 0, sizeof(*m));
+    model_init(m);
     for (int v = 0; v < NVOL; v++)
-        for (uint64_t s = 0; s < NSEC; s++) {
-            uint64_t h =
-                s * SECTOR < BASE_BYTES ? hash_sector(e->base[v] + s * SECTOR) : hash_sector(zero);
-            m->sec[v][s].durable = m->cur[v][s] = h;
-        }
-}
-
-static void model_write(struct model *m, int v, uint64_t off, const uint8_t *data, uint64_t len,
-                        bool acked)
-{
-    static const uint8_t zero[SECTOR];
-    for (uint64_t s = off / SECTOR; s < (off + len) / SECTOR; s++) {
-        uint64_t h = hash_sector(data ? data + (s * SECTOR - off) : zero);
-        struct sector_model *sm = &m->sec[v][s];
-        if (sm->nlater == sm->caplater) {
-            sm->caplater = sm->caplater ? sm->caplater * 2 : 4;
-            sm->later = realloc(sm->later, sm->caplater * sizeof(uint64_t));
-        }
-        sm->later[sm->nlater++] = h;
-        if (acked)
-            m->cur[v][s] = h;
-    }
-}
-
-static void model_flushed(struct model *m)
-{
-    for (int v = 0; v < NVOL; v++)
-        for (uint64_t s = 0; s < NSEC; s++) {
-            m->sec[v][s].durable = m->cur[v][s];
-            m->sec[v][s].nlater = 0;
-        }
-}
-
-static void model_free(struct model *m)
-{
-    for (int v = 0; v < NVOL; v++)
-        for (uint64_t s = 0; s < NSEC; s++) {
-            free(m->sec[v][s].later);
-            m->sec[v][s].later = NULL;
-            m->sec[v][s].nlater = m->sec[v][s].caplater = 0;
-        }
+        for (uint64_t s = 0; s < NSEC && s * SECTOR < BASE_BYTES; s++)
+            model_set(m, v, s, hash_sector(e->base[v] + s * SECTOR));
 }
 
 /* Runs the workload against a pool whose writes fail after @budget; returns the number of
@@ -445,12 +385,7 @@ static void sweep_verify(struct env *e, struct model *m, int64_t budget)
         assert_int_equal(vol_open(pool, vname(vi), VOL_OPEN_RDONLY, &v), 0);
         assert_int_equal(vol_pread(v, e->rbuf, VOL_BYTES, 0), 0);
         for (uint64_t s = 0; s < NSEC; s++) {
-            uint64_t h = hash_sector(e->rbuf + s * SECTOR);
-            struct sector_model *sm = &m->sec[vi][s];
-            bool ok = h == sm->durable;
-            for (unsigned i = 0; i < sm->nlater && !ok; i++)
-                ok = h == sm->later[i];
-            if (!ok)
+            if (!model_allows(m, vi, s, hash_sector(e->rbuf + s * SECTOR)))
                 fail_msg("budget %lld: volume %s sector %llu holds data neither flushed nor "
                          "written since",
                          (long long)budget, vname(vi), (unsigned long long)s);
@@ -469,7 +404,7 @@ static void test_write_eio_sweep(void **state)
     struct model *m = calloc(1, sizeof(*m));
 
     fresh_pool(e);
-    model_init(e, m);
+    model_init_base(e, m);
     uint64_t total = sweep_run(e, m, seed, -1);
     model_free(m);
     scratch_remove(&e->s);
@@ -481,7 +416,7 @@ static void test_write_eio_sweep(void **state)
         int64_t budget =
             (int64_t)(total * i / points + rng_below(&seeder, MAX(total / points, (uint64_t)1)));
         fresh_pool(e);
-        model_init(e, m);
+        model_init_base(e, m);
         sweep_run(e, m, seed, budget);
         sweep_verify(e, m, budget);
         model_free(m);

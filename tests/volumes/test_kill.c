@@ -155,69 +155,7 @@ static void child_main(struct scratch *s, uint64_t seed, int fd)
  * The model: what each sector may hold (see test_crash.c for the same logic)
  */
 
-struct sector_model {
-    uint64_t durable;
-    uint64_t *later;
-    unsigned nlater, caplater;
-};
-
-struct model {
-    struct sector_model sec[NVOL][NSEC];
-    uint64_t cur[NVOL][NSEC];
-};
-
-static uint64_t hash_sector(const uint8_t *p)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (unsigned i = 0; i < SECTOR; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        h = (h ^ w) * 0x100000001b3ull;
-        h ^= h >> 31;
-    }
-    return h;
-}
-
-static void model_init(struct model *m)
-{
-    static const uint8_t zero[SECTOR];
-    uint64_t hz = hash_sector(zero);
-    memset(m, 0, sizeof(*m));
-    for (int v = 0; v < NVOL; v++)
-        for (uint64_t s = 0; s < NSEC; s++)
-            m->sec[v][s].durable = m->cur[v][s] = hz;
-}
-
-static void model_write(struct model *m, int v, uint64_t off, const uint8_t *data, uint64_t len)
-{
-    static const uint8_t zero[SECTOR];
-    for (uint64_t s = off / SECTOR; s < (off + len) / SECTOR; s++) {
-        uint64_t h = hash_sector(data ? data + (s * SECTOR - off) : zero);
-        struct sector_model *sm = &m->sec[v][s];
-        if (sm->nlater == sm->caplater) {
-            sm->caplater = sm->caplater ? sm->caplater * 2 : 4;
-            sm->later = realloc(sm->later, sm->caplater * sizeof(uint64_t));
-        }
-        sm->later[sm->nlater++] = h;
-        m->cur[v][s] = h;
-    }
-}
-
-static void model_flushed(struct model *m)
-{
-    for (int v = 0; v < NVOL; v++)
-        for (uint64_t s = 0; s < NSEC; s++) {
-            m->sec[v][s].durable = m->cur[v][s];
-            m->sec[v][s].nlater = 0;
-        }
-}
-
-static void model_free(struct model *m)
-{
-    for (int v = 0; v < NVOL; v++)
-        for (uint64_t s = 0; s < NSEC; s++)
-            free(m->sec[v][s].later);
-}
+#include "tests/volumes/sector_model.h"
 
 /* Replays the workload: durable as of op @last_flush, later values for the ops after it up
  * to @upto (the child cannot have gone further). */
@@ -230,9 +168,9 @@ static void model_build(struct model *m, uint64_t seed, uint32_t last_flush, uin
         struct op op;
         next_op(&r, &op, buf);
         if (op.kind == OP_WRITE)
-            model_write(m, op.vol, op.off, buf, op.len);
+            model_write(m, op.vol, op.off, buf, op.len, true);
         else if (op.kind != OP_FLUSH)
-            model_write(m, op.vol, op.off, NULL, op.len);
+            model_write(m, op.vol, op.off, NULL, op.len, true);
         if (n == last_flush)
             model_flushed(m);
     }
@@ -337,12 +275,7 @@ static void verify_round(struct round *rd, struct model *m, uint8_t *buf)
         assert_int_equal(vol_open(pool, vname(v), VOL_OPEN_RDONLY, &h), 0);
         assert_int_equal(vol_pread(h, buf, VOL_BYTES, 0), 0);
         for (uint64_t s = 0; s < NSEC; s++) {
-            uint64_t got = hash_sector(buf + s * SECTOR);
-            struct sector_model *sm = &m->sec[v][s];
-            bool ok = got == sm->durable;
-            for (unsigned i = 0; i < sm->nlater && !ok; i++)
-                ok = got == sm->later[i];
-            if (!ok)
+            if (!model_allows(m, v, s, hash_sector(buf + s * SECTOR)))
                 fail_msg("volume %s sector %llu holds data it did not have at the flush of op "
                          "%u nor was given after it",
                          vname(v), (unsigned long long)s, rd->last_flush);
