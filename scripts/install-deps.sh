@@ -8,7 +8,8 @@ packages=(
     build-essential cmake pkg-config
     liburing-dev libnbd-dev libnbd-bin liblz4-dev libssl-dev libjemalloc-dev
     libcmocka-dev libjson-c-dev libbsd-dev
-    qemu-utils fio clang jq python3-libnbd
+    qemu-utils qemu-block-extra fio clang jq python3-libnbd
+    libiscsi-bin libiscsi-dev tgt
     qemu-system-x86 busybox-static linux-image-amd64 nbdkit
     libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu e2fsprogs openssl
 )

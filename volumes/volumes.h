@@ -50,7 +50,11 @@ struct vol_info {
     uint64_t mapped_bytes;  /* virtual bytes backed by space */
     uint64_t used_bytes;    /* physical bytes referenced by its map */
     uint64_t created_ns;    /* wall clock, ns since the epoch */
+    uint32_t lun;           /* its iSCSI LUN in the pool's target, or VOL_NO_LUN */
 };
+
+#define VOL_NO_LUN UINT32_MAX
+#define VOL_MAX_LUN 16383u /* LUNs 0..VOL_MAX_LUN (SAM-5 flat space addressing) */
 
 /* Prepares the catalog of an open pool (creates it when new). Call once after pool_open. */
 int volumes_attach(struct pool *pool);
@@ -64,6 +68,10 @@ int vol_rename(struct pool *pool, const char *from, const char *to);
  * and shrinking. */
 int vol_resize(struct pool *pool, const char *name, uint64_t new_size);
 int vol_get_info(struct pool *pool, const char *name, struct vol_info *out);
+/* Gives volume or snapshot @name the iSCSI LUN @lun, or takes its LUN away (VOL_NO_LUN).
+ * A volume gets the lowest free LUN when created; a snapshot has none until given one.
+ * -EEXIST when another volume of the pool has @lun, -EINVAL when @lun > VOL_MAX_LUN. */
+int vol_set_lun(struct pool *pool, const char *name, uint32_t lun);
 /* Calls @fn for each volume in name order until it returns non-zero (returned). */
 int vol_list(struct pool *pool, int (*fn)(void *ctx, const struct vol_info *vi), void *ctx);
 
