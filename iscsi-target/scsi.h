@@ -86,7 +86,9 @@ struct scsi_nexus {
 };
 
 /* Registers @nx with @lu (a new nexus sees a POWER ON OR RESET unit attention first) and
- * forgets it. Thread-safe. Errors: -ENOMEM. */
+ * forgets it. Thread-safe. Errors: -ENOMEM. Detach only once the nexus's commands have
+ * completed (the SCSI layer records their sense in it); detaching releases an SPC-2
+ * reservation the nexus holds, never a persistent one. */
 int scsi_nexus_attach(struct scsi_lu *lu, struct scsi_nexus *nx);
 void scsi_nexus_detach(struct scsi_lu *lu, struct scsi_nexus *nx);
 
@@ -98,7 +100,8 @@ struct scsi_cmd {
     uint8_t cdb[SCSI_CDB_MAX];
     unsigned cdb_len;
     enum scsi_task_attr attr;
-    void *data_out;           /* the Data-Out received, data_out_len bytes */
+    void *data_out;           /* the Data-Out received, data_out_len bytes; when aligned to
+                                 4096, writes go to the volume from it without a copy */
     uint32_t data_out_len;
     void *data_in;            /* Data-In buffer of data_in_max bytes, aligned to 4096 */
     uint32_t data_in_max;
