@@ -61,7 +61,7 @@ int arg_size(const struct command *cmd, const char *what, const char *s, uint64_
 
 /* Parses @s as an object name and checks which parts it has. */
 static int arg_name(const struct command *cmd, const char *what, const char *s,
-                    struct obj_name *out, bool want_vol, bool allow_vol)
+                    struct obj_name *out, bool want_vol, bool allow_vol, bool allow_snap)
 {
     const char *why = NULL;
 
@@ -70,7 +70,7 @@ static int arg_name(const struct command *cmd, const char *what, const char *s,
     if (obj_name_parse(s, out, &why) < 0)
         return usage_error(cmd, "%s: invalid name '%s': %s", what, s,
                            why != NULL ? why : "not a valid name");
-    if (out->snap[0] != '\0')
+    if (out->snap[0] != '\0' && !allow_snap)
         return usage_error(cmd, "%s: '%s' names a snapshot; a %s is expected here", what, s,
                            want_vol ? "volume (POOL/VOLUME)" : "pool");
     if (want_vol && out->vol[0] == '\0')
@@ -82,16 +82,27 @@ static int arg_name(const struct command *cmd, const char *what, const char *s,
 
 int arg_pool_name(const struct command *cmd, const char *what, const char *s, struct obj_name *out)
 {
-    return arg_name(cmd, what, s, out, false, false);
+    return arg_name(cmd, what, s, out, false, false, false);
 }
 
 int arg_vol_name(const struct command *cmd, const char *what, const char *s, struct obj_name *out)
 {
-    return arg_name(cmd, what, s, out, true, true);
+    return arg_name(cmd, what, s, out, true, true, false);
+}
+
+int arg_vol_or_snap_name(const struct command *cmd, const char *what, const char *s,
+                         struct obj_name *out)
+{
+    return arg_name(cmd, what, s, out, true, true, true);
+}
+
+void obj_point(const struct obj_name *o, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s%s%s", o->vol, o->snap[0] ? "@" : "", o->snap);
 }
 
 int arg_pool_or_vol_name(const struct command *cmd, const char *what, const char *s,
                          struct obj_name *out)
 {
-    return arg_name(cmd, what, s, out, false, true);
+    return arg_name(cmd, what, s, out, false, true, false);
 }

@@ -161,6 +161,11 @@ int usage_error(const struct command *cmd, const char *fmt, ...)
 int arg_size(const struct command *cmd, const char *what, const char *s, uint64_t *out);
 int arg_pool_name(const struct command *cmd, const char *what, const char *s, struct obj_name *out);
 int arg_vol_name(const struct command *cmd, const char *what, const char *s, struct obj_name *out);
+/* POOL/VOLUME or POOL/VOLUME@SNAPSHOT: where a snapshot reads like a volume. */
+int arg_vol_or_snap_name(const struct command *cmd, const char *what, const char *s,
+                         struct obj_name *out);
+/* "VOLUME" or "VOLUME@SNAPSHOT" of @o, as the volume layer names it (2 * NAME_MAX_LEN + 2). */
+void obj_point(const struct obj_name *o, char *buf, size_t len);
 int arg_pool_or_vol_name(const struct command *cmd, const char *what, const char *s,
                          struct obj_name *out);
 

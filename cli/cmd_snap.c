@@ -83,7 +83,8 @@ static int check_vol(const struct command *cmd, struct cli_args *a)
 
 static int run_list(const struct cli *cli, const struct cli_args *a, const struct target *t)
 {
-    static const char *const headers[] = {"NAME", "SIZE", "USED", "CREATED"};
+    static const char *const headers[] = {"NAME",    "SIZE",   "REFER",
+                                          "UNIQUE",  "WRITTEN", "CREATED"};
     struct json_object *res = NULL, *arr;
     int rc = run_op(cli, a, t, "snap.list", &res);
     if (rc != 0)
@@ -97,16 +98,18 @@ static int run_list(const struct cli *cli, const struct cli_args *a, const struc
     } else if (json_object_array_length(arr) == 0) {
         printf("no snapshots\n");
     } else {
-        struct table *tb = table_new(ARRAY_SIZE(headers), headers, "lrrl");
+        struct table *tb = table_new(ARRAY_SIZE(headers), headers, "lrrrrl");
         for (size_t i = 0; i < json_object_array_length(arr); i++) {
             struct json_object *o = json_object_array_get_idx(arr, i);
-            char b[2][SIZE_BUF], when[32] = "-";
+            char b[4][SIZE_BUF], when[32] = "-";
             time_t sec = (time_t)(res_u64(o, "created_ns") / 1000000000ull);
             struct tm tm;
             if (localtime_r(&sec, &tm))
                 strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
             const char *row[] = {res_str(o, "name"), size_str(res_u64(o, "size"), a->parsable, b[0]),
-                                 size_str(res_u64(o, "used"), a->parsable, b[1]), when};
+                                 size_str(res_u64(o, "referenced"), a->parsable, b[1]),
+                                 size_str(res_u64(o, "unique"), a->parsable, b[2]),
+                                 size_str(res_u64(o, "written"), a->parsable, b[3]), when};
             table_add(tb, row);
         }
         table_print(tb, stdout, a->scripted);
@@ -141,6 +144,43 @@ static int run_rollback(const struct cli *cli, const struct cli_args *a, const s
 {
     struct json_object *res = NULL;
     int rc = run_op(cli, a, t, "snap.rollback", &res);
+    json_object_put(res);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* rename                                                                                    */
+/* ---------------------------------------------------------------------------------------- */
+
+/* POOL/VOLUME@OLD NEW, or POOL/VOLUME@OLD POOL/VOLUME@NEW: a snapshot keeps its volume. */
+static int check_rename(const struct command *cmd, struct cli_args *a)
+{
+    if (a->npos != 2)
+        return usage_error(cmd, "expected POOL/VOLUME@SNAPSHOT and the new snapshot name");
+    int r = arg_snap_name(cmd, "POOL/VOLUME@SNAPSHOT", a->pos[0], &a->obj);
+    if (r != 0)
+        return r;
+    const char *to = a->pos[1], *why = NULL;
+    if (strchr(to, '@') != NULL) {
+        struct obj_name o;
+        r = arg_snap_name(cmd, "NEWNAME", to, &o);
+        if (r != 0)
+            return r;
+        if (strcmp(o.pool, a->obj.pool) != 0 || strcmp(o.vol, a->obj.vol) != 0)
+            return usage_error(cmd, "'%s': a snapshot stays with its volume (%s/%s)", to,
+                               a->obj.pool, a->obj.vol);
+        to = a->pos[1] + (strchr(to, '@') - to) + 1;
+    } else if (name_check(to, &why) < 0) {
+        return usage_error(cmd, "NEWNAME: invalid snapshot name '%s': %s", to, why);
+    }
+    snprintf(a->new_name, sizeof a->new_name, "%s", to);
+    return 0;
+}
+
+static int run_rename(const struct cli *cli, const struct cli_args *a, const struct target *t)
+{
+    struct json_object *res = NULL;
+    int rc = run_op(cli, a, t, "snap.rename", &res);
     json_object_put(res);
     return rc;
 }
@@ -241,6 +281,9 @@ const struct command snap_commands[] = {
      "Point a volume back at its snapshot; later snapshots are kept. Refused while the\n"
      "volume is served.",
      OPT_FORCE, CMD_OPENS_POOL, check_snap_only, run_rollback},
+    {"snap", "rename", "POOL/VOLUME@SNAPSHOT NEWNAME|POOL/VOLUME@NEWNAME",
+     "Rename a snapshot (it stays a snapshot of its volume).", 0, CMD_OPENS_POOL, check_rename,
+     run_rename},
     {"snap", "diff", "POOL/VOLUME@A [POOL/VOLUME@B] [--json] [-p]",
      "The byte ranges changed from snapshot A to snapshot B (default: the live volume).",
      OPT_JSON | OPT_PARSABLE, CMD_OPENS_POOL, check_diff, run_diff},

@@ -34,6 +34,15 @@ static int check_vol_size(const struct command *cmd, const char *what, uint64_t 
     return 0;
 }
 
+static int check_info(const struct command *cmd, struct cli_args *a)
+{
+    if (a->npos < 1)
+        return usage_error(cmd, "POOL/VOLUME: missing volume name");
+    if (a->npos > 1)
+        return usage_error(cmd, "unexpected argument '%s'", a->pos[1]);
+    return arg_vol_or_snap_name(cmd, "POOL/VOLUME[@SNAPSHOT]", a->pos[0], &a->obj);
+}
+
 static int check_vol_only(const struct command *cmd, struct cli_args *a)
 {
     if (a->npos < 1)
@@ -105,14 +114,16 @@ static int run_create(const struct cli *cli, const struct cli_args *a, const str
 
 static void list_row(struct table *t, struct json_object *o, bool parsable)
 {
-    char b[4][SIZE_BUF];
-    const char *row[5];
+    char b[6][SIZE_BUF];
+    const char *row[7];
 
     row[0] = res_str(o, "name");
     row[1] = size_str(res_u64(o, "size"), parsable, b[0]);
     row[2] = size_str(res_u64(o, "mapped"), parsable, b[1]);
-    row[3] = size_str(res_u64(o, "used"), parsable, b[2]);
-    row[4] = size_str(res_u64(o, "grain"), parsable, b[3]);
+    row[3] = size_str(res_u64(o, "referenced"), parsable, b[2]);
+    row[4] = size_str(res_u64(o, "unique"), parsable, b[3]);
+    row[5] = size_str(res_u64(o, "written"), parsable, b[4]);
+    row[6] = size_str(res_u64(o, "grain"), parsable, b[5]);
     table_add(t, row);
 }
 
@@ -128,7 +139,8 @@ static int check_list(const struct command *cmd, struct cli_args *a)
 static int run_list(const struct cli *cli, const struct cli_args *a,
                     const struct target *unused UNUSED)
 {
-    static const char *const headers[] = {"NAME", "SIZE", "MAPPED", "USED", "GRAIN"};
+    static const char *const headers[] = {"NAME",   "SIZE",    "MAPPED", "REFER",
+                                          "UNIQUE", "WRITTEN", "GRAIN"};
     struct json_object *arr = json_object_new_array();
     struct ctl_client *ctl = NULL;
     char **names = NULL;
@@ -183,7 +195,7 @@ static int run_list(const struct cli *cli, const struct cli_args *a,
         return rc;
     }
     if (json_object_array_length(arr) > 0 || a->scripted) {
-        struct table *t = table_new(ARRAY_SIZE(headers), headers, "lrrrr");
+        struct table *t = table_new(ARRAY_SIZE(headers), headers, "lrrrrrr");
         for (size_t i = 0; i < json_object_array_length(arr); i++)
             list_row(t, json_object_array_get_idx(arr, i), a->parsable);
         table_print(t, stdout, a->scripted);
@@ -216,14 +228,18 @@ static int run_info(const struct cli *cli, const struct cli_args *a, const struc
         if (localtime_r(&tt, &tm) != NULL)
             strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S %z", &tm);
     }
-    printf("name:    %s\n", res_str(o, "name"));
-    printf("id:      %" PRIu64 "\n", res_u64(o, "id"));
-    printf("size:    %s\n", size_str(size, a->parsable, b[0]));
-    printf("mapped:  %s (%.1f%%)\n", size_str(mapped, a->parsable, b[1]),
+    printf("name:       %s\n", res_str(o, "name"));
+    printf("id:         %" PRIu64 "\n", res_u64(o, "id"));
+    printf("size:       %s\n", size_str(size, a->parsable, b[0]));
+    printf("mapped:     %s (%.1f%%)\n", size_str(mapped, a->parsable, b[1]),
            size == 0 ? 0.0 : 100.0 * (double)mapped / (double)size);
-    printf("used:    %s\n", size_str(res_u64(o, "used"), a->parsable, b[2]));
-    printf("grain:   %s\n", size_str(res_u64(o, "grain"), a->parsable, b[3]));
-    printf("created: %s\n", when);
+    printf("referenced: %s\n", size_str(res_u64(o, "referenced"), a->parsable, b[2]));
+    printf("unique:     %s\n", size_str(res_u64(o, "unique"), a->parsable, b[2]));
+    printf("written:    %s\n", size_str(res_u64(o, "written"), a->parsable, b[2]));
+    printf("grain:      %s\n", size_str(res_u64(o, "grain"), a->parsable, b[3]));
+    if (jget(o, "lun") != NULL)
+        printf("lun:        %" PRIu64 "\n", res_u64(o, "lun"));
+    printf("created:    %s\n", when);
     json_object_put(o);
     return 0;
 }
@@ -308,13 +324,16 @@ static int run_delete(const struct cli *cli, const struct cli_args *a, const str
 /* import, export: argument checks (the work is in transfer.c)                               */
 /* ---------------------------------------------------------------------------------------- */
 
-static int check_transfer(const struct command *cmd, struct cli_args *a, const char *what)
+/* Export reads snapshots too; import writes volumes only. */
+static int check_transfer(const struct command *cmd, struct cli_args *a, const char *what,
+                          bool snapshots)
 {
     int r;
 
     if (a->npos < 1)
         return usage_error(cmd, "POOL/VOLUME: missing volume name");
-    r = arg_vol_name(cmd, "POOL/VOLUME", a->pos[0], &a->obj);
+    r = snapshots ? arg_vol_or_snap_name(cmd, "POOL/VOLUME[@SNAPSHOT]", a->pos[0], &a->obj)
+                  : arg_vol_name(cmd, "POOL/VOLUME", a->pos[0], &a->obj);
     if (r != 0)
         return r;
     if (a->npos < 2)
@@ -340,7 +359,7 @@ static int check_transfer(const struct command *cmd, struct cli_args *a, const c
 
 static int check_import(const struct command *cmd, struct cli_args *a)
 {
-    int r = check_transfer(cmd, a, "SOURCE");
+    int r = check_transfer(cmd, a, "SOURCE", false);
 
     if (r != 0)
         return r;
@@ -375,7 +394,7 @@ static int check_import(const struct command *cmd, struct cli_args *a)
 
 static int check_export(const struct command *cmd, struct cli_args *a)
 {
-    return check_transfer(cmd, a, "DEST");
+    return check_transfer(cmd, a, "DEST", true);
 }
 
 const struct command vol_commands[] = {
@@ -383,8 +402,9 @@ const struct command vol_commands[] = {
      OPT_SIZE | OPT_GRAIN, CMD_OPENS_POOL, check_create, run_create},
     {"vol", "list", "[POOL] [--json] [-H] [-p]", "List volumes (of one pool, or of all).",
      OPT_JSON | OPT_SCRIPTED | OPT_PARSABLE, 0, check_list, run_list},
-    {"vol", "info", "POOL/VOLUME [--json] [-p]", "Show a volume's size, use and grain.",
-     OPT_JSON | OPT_PARSABLE, CMD_OPENS_POOL, check_vol_only, run_info},
+    {"vol", "info", "POOL/VOLUME[@SNAPSHOT] [--json] [-p]",
+     "Show a volume's or a snapshot's size, space (referenced, unique, written), grain and LUN.",
+     OPT_JSON | OPT_PARSABLE, CMD_OPENS_POOL, check_info, run_info},
     {"vol", "resize", "POOL/VOLUME --size [+|-]SIZE [--force]",
      "Grow or shrink a volume (shrinking discards what lies beyond the new size; a volume\n"
      "served over NBD is shrunk only with --force).",

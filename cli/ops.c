@@ -366,9 +366,13 @@ static struct json_object *vol_json(const char *pool, const struct vol_info *vi)
     jadd_u64(o, "id", vi->id);
     jadd_u64(o, "size", vi->size);
     jadd_u64(o, "mapped", vi->mapped_bytes);
-    jadd_u64(o, "used", vi->used_bytes);
+    jadd_u64(o, "referenced", vi->referenced_bytes);
+    jadd_u64(o, "unique", vi->unique_bytes);
+    jadd_u64(o, "written", vi->written_bytes);
     jadd_u64(o, "grain", vi->grain_size);
     jadd_u64(o, "created_ns", vi->created_ns);
+    if (vi->lun != VOL_NO_LUN)
+        jadd_u64(o, "lun", vi->lun);
     return o;
 }
 
@@ -429,7 +433,9 @@ static int op_vol_list(const struct op_env *env UNUSED, struct pool *pool,
 static int op_vol_info(const struct op_env *env UNUSED, struct pool *pool, const struct cli_args *a,
                        struct json_object **out, struct op_err *e)
 {
-    return vol_result(pool, a->obj.vol, a, out, e);
+    char name[2 * NAME_MAX_LEN + 2];
+    obj_point(&a->obj, name, sizeof name);
+    return vol_result(pool, name, a, out, e);
 }
 
 static int op_vol_resize(const struct op_env *env, struct pool *pool, const struct cli_args *a,
@@ -596,6 +602,20 @@ static int op_snap_delete(const struct op_env *env, struct pool *pool, const str
     return 0;
 }
 
+static int op_snap_rename(const struct op_env *env UNUSED, struct pool *pool,
+                          const struct cli_args *a, struct json_object **out, struct op_err *e)
+{
+    char from[2 * NAME_MAX_LEN + 2], to[2 * NAME_MAX_LEN + 2];
+    snap_full(a->obj.vol, a->obj.snap, from, sizeof from);
+    snap_full(a->obj.vol, a->new_name, to, sizeof to);
+    int r = vol_rename(pool, from, a->new_name);
+    if (r == -EEXIST)
+        return op_fail(e, r, "%s/%s: a snapshot of that name exists", a->obj.pool, to);
+    if (r < 0)
+        return op_fail(e, r, "%s/%s: %s", a->obj.pool, from, vol_error_cause(r));
+    return vol_result(pool, to, a, out, e);
+}
+
 static int op_snap_rollback(const struct op_env *env, struct pool *pool,
                             const struct cli_args *a, struct json_object **out,
                             struct op_err *e)
@@ -672,13 +692,14 @@ static const struct op ops[] = {
     {"pool.add", ARG_POOL | ARG_MEMBER, ARG_FORCE, 0, NULL, op_pool_add},
     {"vol.create", ARG_POOL | ARG_VOLUME | ARG_SIZE, ARG_GRAIN, 0, NULL, op_vol_create},
     {"vol.list", 0, ARG_POOL, OP_EACH_POOL, "volumes", op_vol_list},
-    {"vol.info", ARG_POOL | ARG_VOLUME, 0, 0, NULL, op_vol_info},
+    {"vol.info", ARG_POOL | ARG_VOLUME, ARG_SNAP, 0, NULL, op_vol_info},
     {"vol.resize", ARG_POOL | ARG_VOLUME, ARG_SIZE | ARG_DELTA | ARG_FORCE, 0, NULL, op_vol_resize},
     {"vol.rename", ARG_POOL | ARG_VOLUME | ARG_NEW_NAME, 0, 0, NULL, op_vol_rename},
     {"vol.delete", ARG_POOL | ARG_VOLUME, ARG_FORCE, 0, NULL, op_vol_delete},
     {"snap.create", ARG_POOL | ARG_VOLUME | ARG_SNAP, ARG_VOLUMES, 0, NULL, op_snap_create},
     {"snap.list", ARG_POOL | ARG_VOLUME, 0, 0, NULL, op_snap_list},
     {"snap.delete", ARG_POOL | ARG_VOLUME | ARG_SNAP, 0, 0, NULL, op_snap_delete},
+    {"snap.rename", ARG_POOL | ARG_VOLUME | ARG_SNAP | ARG_NEW_NAME, 0, 0, NULL, op_snap_rename},
     {"snap.rollback", ARG_POOL | ARG_VOLUME | ARG_SNAP, ARG_FORCE, 0, NULL, op_snap_rollback},
     {"snap.diff", ARG_POOL | ARG_VOLUME | ARG_SNAP, ARG_TO, 0, NULL, op_snap_diff},
     {"clone", ARG_POOL | ARG_VOLUME | ARG_SNAP | ARG_NEW_NAME, 0, 0, NULL, op_clone},

@@ -646,6 +646,7 @@ static int write_segment(struct endpoint *dst, struct slot *s, uint32_t grain)
  * status. */
 static int export_remote(const struct cli_args *a, const struct target *t)
 {
+    char name[2 * NAME_MAX_LEN + 2];
     struct endpoint src, dst;
     uint64_t copied;
     char *uri;
@@ -653,7 +654,8 @@ static int export_remote(const struct cli_args *a, const struct target *t)
 
     memset(&src, 0, sizeof src);
     memset(&dst, 0, sizeof dst);
-    uri = ctl_nbd_uri(t->ctl, a->obj.pool, a->obj.vol);
+    obj_point(&a->obj, name, sizeof name);
+    uri = ctl_nbd_uri(t->ctl, a->obj.pool, name);
     if (uri == NULL)
         return EXIT_RUNTIME;
     r = ep_open_source(&src, uri, FMT_RAW);
@@ -673,7 +675,7 @@ static int export_remote(const struct cli_args *a, const struct target *t)
 int cmd_vol_export(const struct cli *cli UNUSED, const struct cli_args *a, const struct target *t)
 {
     struct pool *pool = t->pool;
-    char full[2 * NAME_MAX_LEN + 2];
+    char name[2 * NAME_MAX_LEN + 2], full[3 * NAME_MAX_LEN + 3];
     struct endpoint dst;
     struct segmenter sg;
     struct progress prog;
@@ -687,8 +689,9 @@ int cmd_vol_export(const struct cli *cli UNUSED, const struct cli_args *a, const
     if (t->ctl != NULL)
         return export_remote(a, t);
     memset(&dst, 0, sizeof dst);
-    snprintf(full, sizeof full, "%s/%s", a->obj.pool, a->obj.vol);
-    r = vol_open(pool, a->obj.vol, VOL_OPEN_RDONLY, &v);
+    obj_point(&a->obj, name, sizeof name);
+    snprintf(full, sizeof full, "%s/%s", a->obj.pool, name);
+    r = vol_open(pool, name, VOL_OPEN_RDONLY, &v);
     if (r < 0) {
         log_err("%s: %s", full, vol_error_cause(r));
         return EXIT_RUNTIME;

@@ -754,6 +754,39 @@ int btree_iterate(struct pool *pool, enum tree_type type, pblk_t root, uint64_t 
     return t ? iterate(pool, t, root, ANY_LEVEL, from, fn, ctx) : -EINVAL;
 }
 
+/* Below a node referenced more than once nothing is this tree's alone: stop there. */
+static int walk_exclusive(struct pool *pool, const struct btree_type *t, pblk_t b, int level,
+                          btree_iter_fn fn, void *ctx, uint64_t *nodes)
+{
+    struct block *blk;
+    uint32_t count;
+    void *d;
+    int r = pool_ref_count(pool, b, &count);
+
+    if (r < 0 || count != 1)
+        return r;
+    ++*nodes;
+    r = read_node(pool, t, b, level, &blk);
+    if (r < 0)
+        return r;
+    d = block_data(blk);
+    for (uint32_t i = 0; i < nr_of(d) && r == 0; i++)
+        r = is_leaf(d) ? fn(ctx, node_keys(d)[i], value_at(d, i))
+                       : walk_exclusive(pool, t, child_at(d, i), (int)node_header(d)->level - 1,
+                                        fn, ctx, nodes);
+    tm_unlock(pool, blk);
+    return r;
+}
+
+int btree_walk_exclusive(struct pool *pool, enum tree_type type, pblk_t root, btree_iter_fn fn,
+                         void *ctx, uint64_t *nodes)
+{
+    const struct btree_type *t = type_or_log(type);
+
+    *nodes = 0;
+    return t ? walk_exclusive(pool, t, root, ANY_LEVEL, fn, ctx, nodes) : -EINVAL;
+}
+
 static int count_one(void *ctx, uint64_t key, const void *value)
 {
     (void)key;

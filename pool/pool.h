@@ -316,6 +316,15 @@ typedef int (*btree_diff_fn)(void *ctx, uint64_t key, const void *va, const void
 int btree_diff(struct pool *pool, enum tree_type type, pblk_t a, pblk_t b, btree_diff_fn fn,
                void *ctx);
 
+/*
+ * Calls @fn, in key order, for each value reachable from @root through nodes referenced
+ * once only: the part of the tree that dropping @root would free (each value's own
+ * references then decide whether its data goes too). *nodes counts those nodes. The cost
+ * follows that part, not the tree's size. Space accounting uses it.
+ */
+int btree_walk_exclusive(struct pool *pool, enum tree_type type, pblk_t root, btree_iter_fn fn,
+                         void *ctx, uint64_t *nodes);
+
 /* Number of keys, by walking the leaves (tests and checks). */
 int btree_count(struct pool *pool, enum tree_type type, pblk_t root, uint64_t *count);
 
@@ -356,6 +365,9 @@ int pool_ref_dec(struct pool *pool, pblk_t start, uint64_t n);
 
 /* Reference count of one block in the current transaction. */
 int pool_ref_count(struct pool *pool, pblk_t b, uint32_t *count);
+
+/* How many blocks of the run have exactly one reference now: *single. */
+int pool_ref_single(struct pool *pool, pblk_t start, uint64_t n, uint64_t *single);
 
 /* True when every block of the run has one reference now and had at most one in the last
  * committed state: only then may data be overwritten in place (an overwrite must not change

@@ -481,6 +481,34 @@ int pool_ref_count(struct pool *pool, pblk_t b, uint32_t *count)
     return 0;
 }
 
+int pool_ref_single(struct pool *pool, pblk_t start, uint64_t n, uint64_t *single)
+{
+    /* Piece by piece, each piece within one committed run and one delta run (or the gap
+     * before the next), so that its count is the same throughout. */
+    uint64_t cur = start.v, e = start.v + n;
+    *single = 0;
+    while (cur < e) {
+        struct delta_run *d = delta_first_after(pool, cur);
+        bool in_d = d && d->start <= cur;
+        uint32_t c = 0;
+        uint64_t end = UINT64_MAX;
+        if (in_d && d->fresh) {
+            end = d->start + d->len; /* taken in this transaction: no committed count */
+        } else {
+            int r = sm_committed_count(pool, (pblk_t){cur}, &c, &end);
+            if (r < 0)
+                return r;
+        }
+        uint64_t stop = MIN(e, end);
+        if (d)
+            stop = MIN(stop, in_d ? d->start + d->len : d->start);
+        if ((int64_t)c + (in_d ? d->delta : 0) == 1)
+            *single += stop - cur;
+        cur = stop;
+    }
+    return 0;
+}
+
 int pool_ref_exclusive(struct pool *pool, pblk_t start, uint64_t n)
 {
     /* One committed run at a time: a run may join blocks committed once to blocks taken in

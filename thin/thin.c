@@ -298,3 +298,28 @@ int thin_map_usage(struct pool *pool, pblk_t root, uint64_t *blocks, uint64_t *e
     *extents = u.extents;
     return r;
 }
+
+struct unique_ctx {
+    struct pool *pool;
+    uint64_t blocks;
+};
+
+static int unique_one(void *ctx, uint64_t key, const void *value)
+{
+    struct unique_ctx *u = ctx;
+    const struct disk_extent *v = value;
+    uint64_t single;
+    (void)key;
+    int r = pool_ref_single(u->pool, (pblk_t){v->pstart}, v->plen, &single);
+    u->blocks += single;
+    return r;
+}
+
+int thin_map_unique(struct pool *pool, pblk_t root, uint64_t *blocks)
+{
+    struct unique_ctx u = {pool, 0};
+    uint64_t nodes;
+    int r = btree_walk_exclusive(pool, TREE_MAPPING, root, unique_one, &u, &nodes);
+    *blocks = u.blocks;
+    return r;
+}

@@ -72,5 +72,8 @@ int thin_map_remove(struct pool *pool, pblk_t root, uint64_t grain, uint64_t ngr
 
 /* Blocks of physical space the map references (walks the leaves). */
 int thin_map_usage(struct pool *pool, pblk_t root, uint64_t *blocks, uint64_t *extents);
+/* Blocks of data that dropping the map would free: those it alone references (reached
+ * through nodes no other map shares, and referenced once). The cost follows that part. */
+int thin_map_unique(struct pool *pool, pblk_t root, uint64_t *blocks);
 
 #endif

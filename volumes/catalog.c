@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "common/common.h"
+#include "snapshots/snapshots.h"
 #include "volumes/vol_priv.h"
 
 static unsigned volume_refs(const void *value, struct value_ref *out)
@@ -39,6 +40,8 @@ static int volume_check(uint64_t key, const void *value, char *why, size_t len)
         snprintf(why, len, "volume %s: bad grain size %u", name, v->grain_size);
     else if (v->size % CS_BLOCK_SIZE || v->size > VOL_MAX_SIZE)
         snprintf(why, len, "volume %s: bad size %llu", name, (unsigned long long)v->size);
+    else if ((v->flags & VOLF_LUN) && v->lun > VOL_MAX_LUN)
+        snprintf(why, len, "volume %s: bad LUN %u", name, v->lun);
     else if (v->map_root == 0)
         snprintf(why, len, "volume %s: no mapping tree", name);
     else
@@ -215,6 +218,72 @@ int vstate_store(struct pool *pool, struct vstate *vs)
     return r;
 }
 
+struct lun_ctx {
+    uint8_t used[(VOL_MAX_LUN + 8) / 8];
+    uint64_t owner_of; /* the id holding lun `want`, 0 for none */
+    uint32_t want;
+};
+
+static int lun_one(void *ctx, uint64_t key, const void *value)
+{
+    struct lun_ctx *l = ctx;
+    const struct disk_volume *v = value;
+    if (!(v->flags & VOLF_LUN) || v->lun > VOL_MAX_LUN)
+        return 0;
+    l->used[v->lun / 8] |= (uint8_t)(1u << (v->lun % 8));
+    if (v->lun == l->want)
+        l->owner_of = key;
+    return 0;
+}
+
+/* Which LUNs the pool's records hold, and who holds @l->want. md lock. */
+static int scan_luns(struct pool *pool, struct lun_ctx *l)
+{
+    return btree_iterate(pool, TREE_CATALOG, pool_root_get(pool, POOL_ROOT_CATALOG), 0,
+                         lun_one, l);
+}
+
+/* Gives a new volume's record the lowest free LUN, or none when all are taken. md lock. */
+int assign_lun(struct pool *pool, struct disk_volume *rec)
+{
+    struct lun_ctx l = {.want = VOL_NO_LUN};
+    int r = scan_luns(pool, &l);
+    rec->flags &= ~VOLF_LUN;
+    rec->lun = 0;
+    for (uint32_t n = 0; r == 0 && n <= VOL_MAX_LUN; n++)
+        if (!(l.used[n / 8] & (1u << (n % 8)))) {
+            rec->flags |= VOLF_LUN;
+            rec->lun = n;
+            break;
+        }
+    return r;
+}
+
+/*
+ * Rewrites record @id (found as @rec) after @edit changed fields other than its mapping
+ * root. When the volume is open its state holds the newest record (size, live root): the
+ * edit is made there and the result stored, keeping both in step. md lock.
+ */
+static int edit_record(struct pool *pool, uint64_t id, struct disk_volume *rec,
+                       void (*edit)(struct disk_volume *rec, const void *arg), const void *arg)
+{
+    struct vols *vols = vols_of(pool);
+    pthread_mutex_lock(&vols->lock);
+    struct vstate *vs = open_state(vols, id);
+    if (vs) {
+        edit(&vs->rec, arg);
+        rec_name(&vs->rec, vs->name);
+        *rec = vs->rec;
+        rec->map_root = vs->root.v; /* the live root; stored below */
+        vs->dirty = false;
+    } else {
+        edit(rec, arg);
+    }
+    pthread_mutex_unlock(&vols->lock);
+    /* The root is unchanged (its reference stays with the record): store it raw. */
+    return put_record(pool, id, rec, true);
+}
+
 /* Commits, or poisons nothing and reports: catalog changes are whole or not at all. */
 static int finish(struct pool *pool, int r)
 {
@@ -262,8 +331,63 @@ static int cmp_info_name(const void *a, const void *b)
 }
 
 
-static void fill_info(struct pool *pool, uint64_t id, const struct disk_volume *rec,
-                      pblk_t root, struct vol_info *out)
+struct prev_ctx {
+    uint64_t id;         /* the record whose previous point is sought */
+    uint64_t parent;     /* the volume whose snapshots are candidates */
+    uint64_t best;       /* the newest candidate so far (ids grow with time), 0 for none */
+    uint64_t best_root;
+};
+
+static int prev_one(void *ctx, uint64_t key, const void *value)
+{
+    struct prev_ctx *p = ctx;
+    const struct disk_volume *v = value;
+    if ((v->flags & VOLF_SNAPSHOT) && v->parent_id == p->parent && key < p->id && key > p->best) {
+        p->best = key;
+        p->best_root = v->map_root;
+    }
+    return 0;
+}
+
+/* The point record @id was written from: its volume's snapshot just before it, or a clone's
+ * origin. 0 for none. md lock. */
+static int previous_point(struct pool *pool, uint64_t id, const struct disk_volume *rec,
+                          pblk_t *root)
+{
+    bool snap = rec->flags & VOLF_SNAPSHOT;
+    struct prev_ctx p = {.id = snap ? id : UINT64_MAX, .parent = snap ? rec->parent_id : id};
+    int r = btree_iterate(pool, TREE_CATALOG, pool_root_get(pool, POOL_ROOT_CATALOG), 0,
+                          prev_one, &p);
+    if (r < 0)
+        return r;
+    if (p.best == 0 && rec->origin_id != 0) {
+        struct disk_volume origin;
+        if (btree_lookup(pool, TREE_CATALOG, pool_root_get(pool, POOL_ROOT_CATALOG),
+                         rec->origin_id, &origin) == 0) {
+            *root = (pblk_t){origin.map_root};
+            return 1;
+        }
+    }
+    *root = (pblk_t){p.best_root};
+    return p.best != 0;
+}
+
+struct written_ctx {
+    uint64_t grain_size, size, bytes;
+};
+
+static int written_range(void *ctx, uint64_t grain, uint64_t ngrains)
+{
+    struct written_ctx *w = ctx;
+    uint64_t off = grain * w->grain_size;
+    if (off < w->size)
+        w->bytes += MIN(ngrains * w->grain_size, w->size - off);
+    return 0;
+}
+
+/* Fills @out for record @id whose live mapping root is @root. md lock. */
+static int fill_info(struct pool *pool, uint64_t id, const struct disk_volume *rec, pblk_t root,
+                     struct vol_info *out)
 {
     memset(out, 0, sizeof(*out));
     out->id = id;
@@ -271,11 +395,29 @@ static void fill_info(struct pool *pool, uint64_t id, const struct disk_volume *
     out->size = rec->size;
     out->grain_size = rec->grain_size;
     out->created_ns = rec->created_ns;
-    uint64_t blocks = 0, extents = 0;
-    if (thin_map_usage(pool, root, &blocks, &extents) == 0)
-        out->used_bytes = blocks * CS_BLOCK_SIZE;
+    out->lun = rec->flags & VOLF_LUN ? rec->lun : VOL_NO_LUN;
+    uint64_t blocks = 0, extents = 0, unique = 0;
+    int r = thin_map_usage(pool, root, &blocks, &extents);
+    if (r == 0)
+        r = thin_map_unique(pool, root, &unique);
+    if (r < 0)
+        return r;
+    out->referenced_bytes = blocks * CS_BLOCK_SIZE;
+    out->unique_bytes = unique * CS_BLOCK_SIZE;
     /* Until compression exists, every mapped byte uses one byte of space. */
-    out->mapped_bytes = MIN(out->used_bytes, rec->size);
+    out->mapped_bytes = MIN(out->referenced_bytes, rec->size);
+    pblk_t prev;
+    r = previous_point(pool, id, rec, &prev);
+    if (r < 0)
+        return r;
+    if (r == 0) {
+        out->written_bytes = out->mapped_bytes;
+        return 0;
+    }
+    struct written_ctx w = {rec->grain_size, rec->size, 0};
+    r = snap_diff(pool, prev, root, rec->grain_size / CS_BLOCK_SIZE, written_range, &w);
+    out->written_bytes = w.bytes;
+    return r;
 }
 
 int vol_create(struct pool *pool, const char *name, uint64_t size, uint32_t grain,
@@ -319,11 +461,14 @@ int vol_create(struct pool *pool, const char *name, uint64_t size, uint32_t grai
         clock_gettime(CLOCK_REALTIME, &ts);
         rec.created_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
         memcpy(rec.name, name, strnlen(name, NAME_MAX_LEN));
+        r = assign_lun(pool, &rec);
+    }
+    if (r == 0) {
         id = pool_next_id(pool);
         r = put_record(pool, id, &rec, false);
     }
     if (r == 0 && out)
-        fill_info(pool, id, &rec, root, out);
+        r = fill_info(pool, id, &rec, root, out);
     return finish(pool, r);
 }
 
@@ -365,12 +510,22 @@ int vol_delete(struct pool *pool, const char *name)
     return finish(pool, r);
 }
 
+static void set_name_edit(struct disk_volume *rec, const void *arg)
+{
+    const char *name = arg;
+    memset(rec->name, 0, sizeof(rec->name));
+    memcpy(rec->name, name, strnlen(name, NAME_MAX_LEN));
+}
+
 int vol_rename(struct pool *pool, const char *from, const char *to)
 {
-    int r = check_name(pool, to);
-    if (r < 0)
-        return r;
-    struct vols *vols = vols_of(pool);
+    const char *why, *at = strchr(from, '@');
+    if (name_check(to, &why) < 0) {
+        log_err("pool %s: new %s name \"%s\" for %s: %s", pool_name(pool),
+                at ? "snapshot" : "volume", to, from, why);
+        return -EINVAL;
+    }
+    int r;
     pool_md_lock(pool);
     uint64_t id, other;
     struct disk_volume rec, orec;
@@ -383,20 +538,8 @@ int vol_rename(struct pool *pool, const char *from, const char *to)
                 rec.flags & VOLF_SNAPSHOT ? "snapshot" : "volume", to, pool_name(pool));
         r = -EEXIST;
     }
-    if (r == 0) {
-        memset(rec.name, 0, sizeof(rec.name));
-        memcpy(rec.name, to, strnlen(to, NAME_MAX_LEN));
-        pthread_mutex_lock(&vols->lock);
-        struct vstate *vs = open_state(vols, id);
-        if (vs) {
-            memcpy(vs->rec.name, rec.name, sizeof(rec.name));
-            rec_name(&rec, vs->name);
-            rec.map_root = vs->root.v; /* the live root; stored below */
-            vs->dirty = false;
-        }
-        pthread_mutex_unlock(&vols->lock);
-        r = put_record(pool, id, &rec, true);
-    }
+    if (r == 0)
+        r = edit_record(pool, id, &rec, set_name_edit, to);
     return finish(pool, r);
 }
 
@@ -455,6 +598,36 @@ int vol_resize(struct pool *pool, const char *name, uint64_t new_size)
     return r < 0 ? r : c;
 }
 
+static void set_lun_edit(struct disk_volume *rec, const void *arg)
+{
+    uint32_t lun = *(const uint32_t *)arg;
+    rec->flags = lun == VOL_NO_LUN ? rec->flags & ~VOLF_LUN : rec->flags | VOLF_LUN;
+    rec->lun = lun == VOL_NO_LUN ? 0 : lun;
+}
+
+int vol_set_lun(struct pool *pool, const char *name, uint32_t lun)
+{
+    if (lun > VOL_MAX_LUN && lun != VOL_NO_LUN) {
+        log_err("%s/%s: LUN %u is out of range 0..%u", pool_name(pool), name, lun, VOL_MAX_LUN);
+        return -EINVAL;
+    }
+    pool_md_lock(pool);
+    uint64_t id;
+    struct disk_volume rec;
+    int r = catalog_find(pool, name, &id, &rec);
+    if (r == 0 && lun != VOL_NO_LUN) {
+        struct lun_ctx l = {.want = lun};
+        r = scan_luns(pool, &l);
+        if (r == 0 && l.owner_of != 0 && l.owner_of != id) {
+            log_err("pool %s: LUN %u is taken by another volume", pool_name(pool), lun);
+            r = -EEXIST;
+        }
+    }
+    if (r == 0)
+        r = edit_record(pool, id, &rec, set_lun_edit, &lun);
+    return finish(pool, r);
+}
+
 int vol_get_info(struct pool *pool, const char *name, struct vol_info *out)
 {
     pool_md_lock(pool);
@@ -469,7 +642,7 @@ int vol_get_info(struct pool *pool, const char *name, struct vol_info *out)
         if (vs)
             rec = vs->rec;
         pthread_mutex_unlock(&vols->lock);
-        fill_info(pool, id, &rec, root, out);
+        r = fill_info(pool, id, &rec, root, out);
     }
     pool_md_unlock(pool);
     return r;

@@ -115,7 +115,8 @@ int vol_snapshot(struct pool *pool, const struct vol_snap_spec *specs, unsigned 
             if (r < 0)
                 break;
             rec.map_root = vs->root.v;
-            rec.flags = VOLF_SNAPSHOT | VOLF_SHARED;
+            rec.flags = VOLF_SNAPSHOT | VOLF_SHARED; /* and no LUN until given one */
+            rec.lun = 0;
             rec.parent_id = vs->id;
             rec.origin_id = 0;
             rec.created_ns = now;
@@ -225,7 +226,9 @@ int vol_clone(struct pool *pool, const char *snapshot, const char *name)
         rec.origin_id = sid;
         rec.created_ns = now_wall_ns();
         set_name(&rec, name);
-        r = put_new(pool, &rec);
+        r = assign_lun(pool, &rec);
+        if (r == 0)
+            r = put_new(pool, &rec);
         if (r < 0)
             pool_poison(pool, r, "clone");
     }

@@ -23,6 +23,7 @@
 #define VOLF_SNAPSHOT 1u /* a read-only point in time of volume parent_id */
 #define VOLF_SHARED 2u   /* its map may share nodes with another record's (snapshot, clone):
                             a write touches its leaf before judging data exclusive */
+#define VOLF_LUN 4u      /* lun holds its iSCSI LUN */
 
 /* Catalog record: the value of TREE_CATALOG, keyed by volume id. */
 struct disk_volume {
@@ -33,7 +34,9 @@ struct disk_volume {
     uint64_t created_ns; /* wall clock, ns since the epoch */
     uint64_t parent_id;  /* snapshots: the volume it was taken of; 0 for volumes */
     uint64_t origin_id;  /* clones: the snapshot it was cloned from; 0 otherwise */
-    uint64_t reserved[10];
+    uint32_t lun;        /* with VOLF_LUN: its iSCSI LUN in the pool's target */
+    uint32_t reserved0;
+    uint64_t reserved[9];
     char name[NAME_MAX_LEN]; /* NUL-padded; not terminated when 64 bytes long */
 };
 _Static_assert(sizeof(struct disk_volume) == 192, "catalog value is 192 bytes");
@@ -80,6 +83,8 @@ int catalog_find(struct pool *pool, const char *name, uint64_t *id, struct disk_
 /* A volume (@parent 0) or a snapshot of volume @parent, by its own name. md lock. */
 int find_in(struct pool *pool, const char *name, uint64_t parent, uint64_t *id,
             struct disk_volume *rec);
+/* Gives a new volume's record the lowest free LUN (none when all are taken). md lock. */
+int assign_lun(struct pool *pool, struct disk_volume *rec);
 /* Writes the vstate's record to the catalog if dirty. md lock. */
 int vstate_store(struct pool *pool, struct vstate *vs);
 

@@ -47,8 +47,15 @@ struct vol_info {
     char name[NAME_MAX_LEN + 1];
     uint64_t size;          /* virtual size, bytes (a multiple of 4096) */
     uint32_t grain_size;    /* bytes */
-    uint64_t mapped_bytes;  /* virtual bytes backed by space */
-    uint64_t used_bytes;    /* physical bytes referenced by its map */
+    /* Space, as zfs accounts it, exact as of the call (data only; map nodes are metadata,
+     * which pool_stat reports). */
+    uint64_t mapped_bytes;     /* virtual bytes backed by space */
+    uint64_t referenced_bytes; /* physical bytes its map references, shared or not */
+    uint64_t unique_bytes;     /* of those, the bytes no other volume or snapshot references:
+                                  what deleting it would free */
+    uint64_t written_bytes;    /* virtual bytes written since its previous snapshot (a
+                                  volume: since its latest; a clone without snapshots: since
+                                  its origin); all it maps when there is none */
     uint64_t created_ns;    /* wall clock, ns since the epoch */
     uint32_t lun;           /* its iSCSI LUN in the pool's target, or VOL_NO_LUN */
 };

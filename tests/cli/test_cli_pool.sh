@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The `cistern` command end to end, on a pool of two 64 MiB sparse files: pool create, list,
 # status, check, export, import, add, destroy; volume create, list, info, resize, rename,
-# delete; import and export of raw files (holes kept), pipes, NBD URIs (with qemu-nbd) and
+# delete; snapshots (create, list, rename, diff, clone, rollback, delete, bad names); import and export of raw files (holes kept), pipes, NBD URIs (with qemu-nbd) and
 # qcow2 images (with qemu-img); and the "in use" error of a second process.
 #
 # Needs: $CISTERN (the binary), python3 (JSON checks), truncate, cmp, stat, dd, mkfifo.
@@ -330,6 +330,66 @@ if $have_qemu_img && $have_qemu_nbd; then
 else
     echo "note: qemu-img or qemu-nbd is not installed: qcow2 import and export not tested"
 fi
+
+# ---------------------------------------------------------------------------------------
+# Snapshots: create (two volumes at once), list with space, rename, diff, clone, rollback,
+# export of a snapshot, delete; and the refusals, each leaving the list as it was.
+
+ok "snap create of two volumes at once" -- snap create tank/img@s1 tank/big@s1
+ok "snap list --json" -- snap list tank/img --json
+check "a new snapshot shares everything: nothing unique" -- \
+    json_is "$tmp/out" '[(s["name"], s["unique"], s["referenced"] > 0) for s in d]' \
+    "[('tank/img@s1', 0, True)]"
+ok "vol info --json of the volume" -- vol info tank/img --json
+check "nothing written since the snapshot" -- \
+    json_is "$tmp/out" 'd["written"], d["unique"], d["lun"] >= 0' "(0, 0, True)"
+ok "write after the snapshot" -- vol import tank/img odd.raw
+ok "vol info --json of the snapshot" -- vol info tank/img@s1 --json
+cp "$tmp/out" snapinfo.json
+ok "vol info --json after the write" -- vol info tank/img --json
+check "what the volume wrote is unique to it, and what it overwrote to the snapshot" -- \
+    python3 -c '
+import json, sys
+s, v = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert v["written"] > 0 and v["unique"] > 0 and s["unique"] > 0, (s, v)
+assert "lun" not in s, s
+' snapinfo.json "$tmp/out"
+ok "snap rename" -- snap rename tank/img@s1 before
+fails 1 "tank/img@s1.*no such" "the old snapshot name is gone" -- snap diff tank/img@s1
+ok "snap rename with the full new name" -- snap rename tank/img@before tank/img@base
+fails 2 "stays with its volume" "snap rename to another volume" -- \
+    snap rename tank/img@base tank/big@base
+ok "snap diff" -- snap diff tank/img@base --json
+cp "$tmp/out" diff.json
+check "snap diff covers what the volume wrote since the snapshot" -- \
+    json_is diff.json 'sum(r["length"] for r in d) > 0' True
+ok "vol export of a snapshot" -- vol export tank/img@base snap.raw
+check "the snapshot holds the image as it was" -- same snap.raw src.raw
+ok "clone" -- clone tank/img@base tank/copy
+ok "vol export of the clone" -- vol export tank/copy copy.raw
+check "the clone reads as its snapshot" -- same copy.raw src.raw
+ok "snap rollback" -- snap rollback tank/img@base
+ok "vol export after the rollback" -- vol export tank/img rolled.raw
+check "the rollback restored the image" -- same rolled.raw src.raw
+
+ok "snap list before refusals" -- snap list tank/img --json
+cp "$tmp/out" before.json
+for bad in "x/y" "x@y" "" ".dot" "$(printf 'caf\xc3\xa9')" "$(printf '\xff')" \
+    "$(printf 'n%.0s' {1..70})"; do
+    fails 2 "invalid|missing" "a bad snapshot name '$bad'" -- snap create "tank/img@$bad"
+    fails 2 "invalid|missing" "a bad new snapshot name '$bad'" -- snap rename tank/img@base "$bad"
+done
+fails 1 "exists" "snap create of a name that exists" -- snap create tank/img@base
+fails 1 "exists" "snap create of two volumes, one name taken" -- snap create tank/copy@base tank/img@base
+fails 1 "tank/big@base.*no such" "rollback to a snapshot of another volume" -- snap rollback tank/big@base
+fails 1 "has 1 snapshot" "vol delete of a volume with snapshots" -- vol delete tank/img
+ok "snap list after refusals" -- snap list tank/img --json
+check "the refusals changed nothing" -- cmp before.json "$tmp/out"
+fails 1 "copy@base.*no such" "the refused group snapshot made nothing" -- vol info tank/copy@base
+ok "snap delete" -- snap delete tank/img@base
+ok "snap delete of the other" -- snap delete tank/big@s1
+ok "the clone outlives its origin" -- vol export tank/copy copy2.raw
+check "the clone still reads as its origin did" -- same copy2.raw src.raw
 
 # ---------------------------------------------------------------------------------------
 # Checking, and a second process

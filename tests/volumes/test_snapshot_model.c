@@ -4,7 +4,8 @@
  * snapshots (sometimes of several volumes at once), clones of snapshots, rollbacks, deletes
  * and reopens. After every step the touched object is compared; after every commit
  * pool_check recomputes each reference count from the trees; at the end every snapshot and
- * volume is read back whole.
+ * volume is read back whole. Space accounting is checked after every commit against the
+ * physical blocks each map references, counted by walking every map.
  *
  *   SNAP_SEED=n  replay a run      SNAP_OPS=n  operations (default 3000)
  */
@@ -16,7 +17,7 @@
 
 #include "common/common.h"
 #include "tests/testutil.h"
-#include "volumes/volumes.h"
+#include "volumes/vol_priv.h"
 
 #define MEMBER_BYTES (256ull << 20)
 #define MAXOBJ 24
@@ -26,6 +27,8 @@ struct obj {
     bool used, snapshot;
     char name[80]; /* VOL or VOL@SNAP */
     int parent;    /* snapshots: index of their volume */
+    unsigned born; /* creation order */
+    char origin[80]; /* clones: the snapshot they came from */
     uint32_t grain;
     uint8_t *model;
 };
@@ -40,12 +43,124 @@ struct env {
     unsigned seq;
 };
 
+/* ---- Space accounting: an oracle from the maps themselves ---- */
+
+struct blocks {
+    uint64_t *b;
+    size_t n, cap;
+};
+
+static int collect(void *ctx, const struct thin_extent *x)
+{
+    struct blocks *bl = ctx;
+    for (uint32_t i = 0; i < x->plen; i++) {
+        if (bl->n == bl->cap) {
+            bl->cap = bl->cap ? 2 * bl->cap : 4096;
+            bl->b = realloc(bl->b, bl->cap * sizeof(*bl->b));
+        }
+        bl->b[bl->n++] = x->pstart.v + i;
+    }
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Occurrences of @b in sorted @all. */
+static size_t occurrences(const struct blocks *all, uint64_t b)
+{
+    size_t lo = 0, hi = all->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (all->b[mid] < b)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t n = 0;
+    while (lo + n < all->n && all->b[lo + n] == b)
+        n++;
+    return n;
+}
+
+/* The model's previous point of object @i (see vol_info.written_bytes), or -1. */
+static int previous_point(struct env *e, int i)
+{
+    struct obj *o = &e->o[i];
+    int vol = o->snapshot ? o->parent : i, best = -1;
+    for (int k = 0; k < MAXOBJ; k++) {
+        struct obj *c = &e->o[k];
+        if (c->used && c->snapshot && c->parent == vol && (!o->snapshot || c->born < o->born) &&
+            (best < 0 || c->born > e->o[best].born))
+            best = k;
+    }
+    if (best < 0 && !o->snapshot && o->origin[0])
+        for (int k = 0; k < MAXOBJ; k++)
+            if (e->o[k].used && strcmp(e->o[k].name, o->origin) == 0)
+                best = k;
+    return best;
+}
+
+static void check_space(struct env *e)
+{
+    struct blocks own[MAXOBJ] = {0}, all = {0};
+    pool_md_lock(e->pool);
+    for (int i = 0; i < MAXOBJ; i++) {
+        if (!e->o[i].used)
+            continue;
+        uint64_t id;
+        struct disk_volume rec;
+        assert_int_equal(catalog_find(e->pool, e->o[i].name, &id, &rec), 0);
+        assert_int_equal(thin_map_walk(e->pool, (pblk_t){rec.map_root}, 0, UINT64_MAX / 2,
+                                       rec.grain_size / CS_BLOCK_SIZE, collect, &own[i]),
+                         0);
+        for (size_t k = 0; k < own[i].n; k++)
+            collect(&all, &(struct thin_extent){.pstart = {own[i].b[k]}, .plen = 1});
+    }
+    pool_md_unlock(e->pool);
+    qsort(all.b, all.n, sizeof(*all.b), cmp_u64);
+    for (int i = 0; i < MAXOBJ; i++) {
+        struct obj *o = &e->o[i];
+        if (!o->used)
+            continue;
+        struct vol_info vi;
+        assert_int_equal(vol_get_info(e->pool, o->name, &vi), 0);
+        uint64_t unique = 0;
+        for (size_t k = 0; k < own[i].n; k++)
+            unique += occurrences(&all, own[i].b[k]) == 1;
+        if (vi.referenced_bytes != own[i].n * CS_BLOCK_SIZE || vi.unique_bytes != unique * CS_BLOCK_SIZE)
+            fail_msg("%s: referenced %llu unique %llu, expected %llu and %llu", o->name,
+                     (unsigned long long)vi.referenced_bytes, (unsigned long long)vi.unique_bytes,
+                     (unsigned long long)(own[i].n * CS_BLOCK_SIZE),
+                     (unsigned long long)(unique * CS_BLOCK_SIZE));
+        /* Written: at least every grain whose contents differ from the previous point. */
+        int p = previous_point(e, i);
+        if (p < 0) {
+            assert_int_equal(vi.written_bytes, vi.mapped_bytes);
+        } else {
+            uint64_t differ = 0;
+            for (uint64_t g = 0; g < VOLSIZE; g += o->grain)
+                differ += memcmp(o->model + g, e->o[p].model + g, o->grain) != 0;
+            if (vi.written_bytes < differ * o->grain || vi.written_bytes > VOLSIZE)
+                fail_msg("%s: written %llu, but %llu bytes differ from %s", o->name,
+                         (unsigned long long)vi.written_bytes,
+                         (unsigned long long)(differ * o->grain), e->o[p].name);
+        }
+        free(own[i].b);
+    }
+    free(all.b);
+}
+
 static void check_pool(struct env *e)
 {
     assert_int_equal(pool_commit(e->pool), 0);
     struct pool_check_report rep;
     if (pool_check(e->pool, &rep) != 0)
         fail_msg("pool check found %u problems", rep.errors);
+    check_space(e);
 }
 
 static void compare(struct env *e, int i)
@@ -76,6 +191,8 @@ static int add_obj(struct env *e, const char *name, bool snapshot, int parent, u
             o->snapshot = snapshot;
             snprintf(o->name, sizeof(o->name), "%s", name);
             o->parent = parent;
+            o->born = e->seq++;
+            o->origin[0] = 0;
             o->grain = grain;
             if (!o->model)
                 o->model = malloc(VOLSIZE);
@@ -170,6 +287,7 @@ static void op_clone(struct env *e)
     snprintf(name, sizeof(name), "c%u", e->seq++);
     assert_int_equal(vol_clone(e->pool, e->o[s].name, name), 0);
     int c = add_obj(e, name, false, -1, e->o[s].grain);
+    memcpy(e->o[c].origin, e->o[s].name, sizeof(e->o[c].origin));
     memcpy(e->o[c].model, e->o[s].model, VOLSIZE);
     assert_int_equal(vol_open(e->pool, name, 0, &e->h[c]), 0);
     compare(e, c);
@@ -237,6 +355,26 @@ static void op_rollback(struct env *e)
     memcpy(e->o[v].model, e->o[s].model, VOLSIZE);
     assert_int_equal(vol_open(e->pool, e->o[v].name, 0, &e->h[v]), 0);
     compare(e, v);
+}
+
+/* Renames a snapshot within its volume; the old name is gone, the new one reads the same. */
+static void op_rename_snapshot(struct env *e)
+{
+    int s = pick(e, true);
+    if (s < 0)
+        return;
+    struct obj *o = &e->o[s];
+    char snap[32], full[80];
+    snprintf(snap, sizeof(snap), "r%u", e->seq++);
+    assert_int_equal(vol_rename(e->pool, o->name, snap), 0);
+    snprintf(full, sizeof(full), "%s@%s", e->o[o->parent].name, snap);
+    for (int k = 0; k < MAXOBJ; k++) /* clones name their origin */
+        if (e->o[k].used && strcmp(e->o[k].origin, o->name) == 0)
+            memcpy(e->o[k].origin, full, sizeof(e->o[k].origin));
+    struct vol_info vi;
+    assert_int_equal(vol_get_info(e->pool, o->name, &vi), -ENOENT);
+    memcpy(o->name, full, sizeof(o->name));
+    compare(e, s);
 }
 
 static void op_delete_snapshot(struct env *e)
@@ -317,8 +455,10 @@ static void test_model(void **state)
             op_clone(e);
         else if (d < 760)
             op_rollback(e);
-        else if (d < 820)
+        else if (d < 810)
             op_delete_snapshot(e);
+        else if (d < 820)
+            op_rename_snapshot(e);
         else if (d < 840)
             op_delete_volume(e);
         else if (d < 870)
