@@ -20,6 +20,8 @@
 #include "common/common.h"
 #include "pool/priv.h"
 
+#define DEV_LOCK_WAIT_MS 1000 /* how long a lock held by a process just gone is waited for */
+
 static void unflushed_clear(void);
 
 static struct pool_fault g_fault;
@@ -181,10 +183,19 @@ int dev_open_member(const char *path, bool rdonly, bool lock, int *fdp, uint64_t
         log_err("member %s: not a regular file or block device", path);
         return -ENOTBLK;
     }
-    if (lock && flock(fd, (rdonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
-        int err = -errno;
-        close(fd);
-        return err == -EWOULDBLOCK ? -EBUSY : err;
+    /* A process that died with I/O in flight keeps its lock until the kernel has torn down
+     * its io_uring, a moment after its exit: a restart right after a crash waits that out
+     * (DEV_LOCK_WAIT_MS at most) rather than failing. */
+    int lr = -1;
+    for (unsigned waited = 0; lock && lr < 0; waited += 10) {
+        lr = flock(fd, (rdonly ? LOCK_SH : LOCK_EX) | LOCK_NB);
+        if (lr < 0 && (errno != EWOULDBLOCK || waited >= DEV_LOCK_WAIT_MS)) {
+            int err = -errno;
+            close(fd);
+            return err == -EWOULDBLOCK ? -EBUSY : err;
+        }
+        if (lr < 0)
+            usleep(10000);
     }
     *fdp = fd;
     *blocks = bytes / CS_BLOCK_SIZE;
