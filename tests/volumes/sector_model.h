@@ -53,6 +53,16 @@ static inline void model_set(struct model *m, int v, uint64_t s, uint64_t hash)
     m->sec[v][s].durable = m->cur[v][s] = hash;
 }
 
+/* @h may be read after a crash: it was written since the last flush. */
+static inline void later_add(struct sector_model *sm, uint64_t h)
+{
+    if (sm->nlater == sm->caplater) {
+        sm->caplater = sm->caplater ? sm->caplater * 2 : 4;
+        sm->later = realloc(sm->later, sm->caplater * sizeof(uint64_t));
+    }
+    sm->later[sm->nlater++] = h;
+}
+
 /* A write of @data (NULL: zeros) over [off, off + len); @acked: it completed, so reads now
  * return it (a failed write may still have reached some sectors). */
 static inline void model_write(struct model *m, int v, uint64_t off, const uint8_t *data,
@@ -61,15 +71,18 @@ static inline void model_write(struct model *m, int v, uint64_t off, const uint8
     uint64_t hz = hash_zero_sector();
     for (uint64_t s = off / SECTOR; s < (off + len) / SECTOR; s++) {
         uint64_t h = data ? hash_sector(data + (s * SECTOR - off)) : hz;
-        struct sector_model *sm = &m->sec[v][s];
-        if (sm->nlater == sm->caplater) {
-            sm->caplater = sm->caplater ? sm->caplater * 2 : 4;
-            sm->later = realloc(sm->later, sm->caplater * sizeof(uint64_t));
-        }
-        sm->later[sm->nlater++] = h;
+        later_add(&m->sec[v][s], h);
         if (acked)
             m->cur[v][s] = h;
     }
+}
+
+/* Sector @s of volume @v now reads @hash, from something other than a write (a rollback):
+ * like an acknowledged write of it. */
+static inline void model_set_later(struct model *m, int v, uint64_t s, uint64_t hash)
+{
+    later_add(&m->sec[v][s], hash);
+    m->cur[v][s] = hash;
 }
 
 /* A flush was acknowledged: what reads return now is durable. */

@@ -1,11 +1,15 @@
 /*
  * Power-cut sweep: the pool's writes stop reaching the members after the Nth write, and a
  * random subset of the writes made since the last flush is undone (a volatile disk cache
- * losing them), for many N across a random workload (writes, zero writes, discards, flushes, FUA, volume creation,
- * resize). After each cut the pool is reopened and:
+ * losing them), for many N across a random workload (writes, zero writes, discards, flushes,
+ * FUA, volume creation, snapshots, snapshot deletes and rollbacks). After each cut the pool is
+ * reopened and:
  *   - every sector of every volume reads as its value at the last flush acknowledged before
  *     the cut, or as a value written to it after that flush (never garbage, never another
  *     volume's data, never data from freed space);
+ *   - every snapshot whose creation was acknowledged, and whose deletion was not, exists and
+ *     reads exactly as its volume did when it was taken; one whose deletion was acknowledged
+ *     is gone; one in between either is gone or reads exactly right;
  *   - pool_check passes.
  *
  *   CRASH_POINTS=n  cut points (default 300)     CRASH_SEED=n  replay a workload
@@ -26,6 +30,7 @@
 #define NSEC (VOL_BYTES / SECTOR)
 #define NVOL 2
 #define OPS 160
+#define NSNAP 6 /* snapshots a workload takes at most */
 
 #include "tests/volumes/sector_model.h"
 
@@ -35,6 +40,14 @@ struct run {
     struct vol *v[NVOL];
     uint8_t *buf;
     bool existed[NVOL]; /* volume creation acknowledged (commits before returning) */
+    struct snap {
+        int vol;             /* -1: slot unused */
+        char name[16];
+        uint64_t *hash;      /* exact contents, per sector */
+        bool created, gone;  /* creation / deletion acknowledged */
+        bool deleting;       /* deletion started (maybe not acknowledged) */
+    } snap[NSNAP];
+    unsigned nsnap;
 };
 
 static const char *vname(int i) { return i == 0 ? "alpha" : "beta"; }
@@ -47,6 +60,68 @@ static void fresh_pool(struct run *r)
     st.commit_interval_ms = 3600 * 1000; /* commits only where the workload asks */
     st.dirty_bound_bytes = 256 << 10;    /* ... or when dirty metadata passes this */
     assert_int_equal(pool_create("crash", r->s.paths, r->s.n, &st, false), 0);
+}
+
+static bool before_cut(bool cutting, uint64_t cut)
+{
+    return !cutting || pool_fault_writes() <= cut;
+}
+
+/* Snapshots commit: the snapshot holds exactly what reads return now, and all is durable. */
+static void snapshot_op(struct run *r, struct model *m, int v, bool cutting, uint64_t cut)
+{
+    struct snap *sn = &r->snap[r->nsnap];
+    snprintf(sn->name, sizeof(sn->name), "s%u", r->nsnap);
+    r->nsnap++;
+    sn->vol = v;
+    sn->hash = malloc(NSEC * sizeof(uint64_t));
+    memcpy(sn->hash, m->cur[v], NSEC * sizeof(uint64_t));
+    struct vol_snap_spec spec = {vname(v), sn->name};
+    assert_int_equal(vol_snapshot(r->pool, &spec, 1), 0);
+    if (before_cut(cutting, cut)) {
+        sn->created = true;
+        model_flushed(m);
+    }
+}
+
+static struct snap *pick_snap(struct run *r, struct rng *rng)
+{
+    struct snap *sn = &r->snap[rng_below(rng, r->nsnap)];
+    return sn->deleting ? NULL : sn;
+}
+
+static void delete_snapshot_op(struct run *r, struct rng *rng, bool cutting, uint64_t cut)
+{
+    struct snap *sn = pick_snap(r, rng);
+    if (!sn)
+        return;
+    char full[64];
+    snprintf(full, sizeof(full), "%s@%s", vname(sn->vol), sn->name);
+    sn->deleting = true;
+    assert_int_equal(vol_delete(r->pool, full), 0);
+    sn->gone = before_cut(cutting, cut);
+}
+
+/* A rollback commits: the volume reads as the snapshot, durably. Cut short, each sector may
+ * read either way (a weaker claim than the truth, which is all or nothing). */
+static void rollback_op(struct run *r, struct model *m, struct rng *rng, bool cutting,
+                        uint64_t cut)
+{
+    struct snap *sn = pick_snap(r, rng);
+    if (!sn)
+        return;
+    int v = sn->vol;
+    char full[64];
+    snprintf(full, sizeof(full), "%s@%s", vname(v), sn->name);
+    assert_int_equal(vol_close(r->v[v]), 0); /* commits what it wrote */
+    if (before_cut(cutting, cut))
+        model_flushed(m);
+    assert_int_equal(vol_rollback(r->pool, full), 0);
+    for (uint64_t s = 0; s < NSEC; s++)
+        model_set_later(m, v, s, sn->hash[s]);
+    if (before_cut(cutting, cut))
+        model_flushed(m);
+    assert_int_equal(vol_open(r->pool, vname(v), 0, &r->v[v]), 0);
 }
 
 /* Runs the workload until it ends or the cut is passed. Returns whether the cut happened. */
@@ -73,6 +148,19 @@ static bool workload(struct run *r, struct model *m, uint64_t seed, uint64_t cut
             continue;
         }
         int v = (int)rng_below(&rng, (uint64_t)created);
+        unsigned sk = (unsigned)rng_below(&rng, 100);
+        if (sk < 4 && r->nsnap < NSNAP) {
+            snapshot_op(r, m, v, cutting, cut);
+            continue;
+        }
+        if (sk < 6 && r->nsnap > 0) {
+            delete_snapshot_op(r, &rng, cutting, cut);
+            continue;
+        }
+        if (sk < 8 && r->nsnap > 0) {
+            rollback_op(r, m, &rng, cutting, cut);
+            continue;
+        }
         uint64_t unit = rng_below(&rng, 3) == 0 ? SECTOR : 4096;
         uint64_t len = ROUND_UP(rng_below(&rng, 192 << 10) + 1, unit);
         uint64_t off = ROUND_DOWN(rng_below(&rng, VOL_BYTES - len), unit);
@@ -149,7 +237,38 @@ static void verify(struct run *r, struct model *m, uint64_t cut)
         }
         vol_close(h);
     }
+    for (unsigned i = 0; i < r->nsnap; i++) {
+        struct snap *sn = &r->snap[i];
+        char full[64];
+        snprintf(full, sizeof(full), "%s@%s", vname(sn->vol), sn->name);
+        struct vol *h;
+        e = vol_open(pool, full, 0, &h);
+        if (e == -ENOENT) {
+            if (sn->created && !sn->deleting)
+                fail_msg("cut %llu: snapshot %s was created and is gone",
+                         (unsigned long long)cut, full);
+            continue;
+        }
+        assert_int_equal(e, 0);
+        if (sn->gone)
+            fail_msg("cut %llu: snapshot %s was deleted and is back", (unsigned long long)cut,
+                     full);
+        assert_int_equal(vol_pread(h, r->buf, VOL_BYTES, 0), 0);
+        for (uint64_t s = 0; s < NSEC; s++)
+            if (hash_sector(r->buf + s * SECTOR) != sn->hash[s])
+                fail_msg("cut %llu: snapshot %s sector %llu does not read as when it was taken",
+                         (unsigned long long)cut, full, (unsigned long long)s);
+        vol_close(h);
+    }
     pool_close(pool);
+}
+
+static void snaps_reset(struct run *r)
+{
+    for (unsigned i = 0; i < r->nsnap; i++)
+        free(r->snap[i].hash);
+    memset(r->snap, 0, sizeof(r->snap));
+    r->nsnap = 0;
 }
 
 static void test_sweep(void **state)
@@ -173,6 +292,8 @@ static void test_sweep(void **state)
     pool_fault_set(NULL);
     scratch_remove(&r.s);
     model_free(m);
+    fprintf(stderr, "workload takes %u snapshots\n", r.nsnap);
+    snaps_reset(&r);
     fprintf(stderr, "workload makes %llu writes\n", (unsigned long long)total);
     assert_true(total > 50);
 
@@ -192,6 +313,7 @@ static void test_sweep(void **state)
         verify(&r, m, cut);
         scratch_remove(&r.s);
         model_free(m);
+        snaps_reset(&r);
     }
     free(m);
     free(r.buf);
