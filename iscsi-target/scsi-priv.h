@@ -232,10 +232,22 @@ struct mode_state {
 /* A range of blocks held by a command: writes share, COMPARE AND WRITE excludes. */
 struct range_lock {
     TAILQ_ENTRY(range_lock) link;
+    struct scsi_lu *lu;
     uint64_t lba, n;
     bool exclusive;
     bool granted;
     void (*granted_fn)(struct range_lock *rl); /* called, without lu->lock, when granted late */
+};
+
+/* The outcome of an EXTENDED COPY, kept for RECEIVE COPY RESULTS (COPY STATUS). */
+#define XCOPY_STATUS_KEEP 8
+struct xcopy_status {
+    bool used;
+    char initiator[sizeof(((struct scsi_nexus *)0)->initiator_port)];
+    uint8_t list_id;
+    uint8_t status;   /* COPY MANAGEMENT STATUS: 01h done, 02h done with an error */
+    uint16_t segments; /* segments processed */
+    uint64_t bytes;
 };
 
 struct scsi_lu {
@@ -258,6 +270,8 @@ struct scsi_lu {
     struct mode_state mode;
     struct pr_state pr;
     TAILQ_HEAD(, range_lock) ranges;
+    struct xcopy_status xstat[XCOPY_STATUS_KEEP];
+    unsigned xstat_next;
     LIST_ENTRY(scsi_lu) reg_link; /* the registry */
 };
 
@@ -318,6 +332,7 @@ struct scsi_io {
     unsigned idx, count; /* UNMAP descriptors, XCOPY segments */
     const uint8_t *param;
     void *ctx;          /* EXTENDED COPY state */
+    void (*lock_cont)(struct scsi_io *io); /* run when rl is granted */
 };
 
 /* Allocates an I/O for @cmd (cmd->internal). NULL: the command was completed with BUSY. */
@@ -328,9 +343,14 @@ void scsi_io_submit(struct scsi_io *io, enum vol_op op, uint32_t flags, uint64_t
 /* Completes the command of @io (status and sense already set, or GOOD), releases its range
  * lock and frees it. */
 void scsi_io_finish(struct scsi_io *io);
-/* Takes a range lock for @io over [lba, lba + n); calls @cont (now or later) once held. */
+/* Takes a range lock for @io over [lba, lba + n) of io->lu (or of @lu when not NULL: EXTENDED
+ * COPY writes to other LUs); calls @cont (now or later) once held. One at a time per I/O;
+ * scsi_io_finish releases it, scsi_io_unlock earlier. */
 void scsi_io_lock(struct scsi_io *io, uint64_t lba, uint64_t n, bool exclusive,
                   void (*cont)(struct scsi_io *io));
+void scsi_io_lock_on(struct scsi_io *io, struct scsi_lu *lu, uint64_t lba, uint64_t n,
+                     bool exclusive, void (*cont)(struct scsi_io *io));
+void scsi_io_unlock(struct scsi_io *io);
 
 /* Completes @cmd: records its sense for REQUEST SENSE, drops the LU's in-flight count and
  * calls done(). Nothing may touch cmd or the LU afterwards. */

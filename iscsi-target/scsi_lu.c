@@ -28,6 +28,7 @@
  * The registry is every LU of the process, found by NAA designator for EXTENDED COPY.
  */
 #define _GNU_SOURCE
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +109,61 @@ const struct scsi_op scsi_ops[] = {
     {OP_WRITE_VERIFY12, 0, 12, WR,
      {0xAE, 0x12, FF, FF, FF, FF, FF, FF, FF, FF, 0x1F, CTL}, sbc_write,
      "WRITE AND VERIFY(12)"},
+    {OP_VERIFY10, 0, 10, RD,
+     {0x2F, 0x16, FF, FF, FF, FF, 0x1F, FF, FF, CTL}, sbc_verify, "VERIFY(10)"},
+    {OP_VERIFY12, 0, 12, RD,
+     {0xAF, 0x16, FF, FF, FF, FF, FF, FF, FF, FF, 0x1F, CTL}, sbc_verify, "VERIFY(12)"},
+    {OP_VERIFY16, 0, 16, RD,
+     {0x8F, 0x16, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1F, CTL}, sbc_verify,
+     "VERIFY(16)"},
+    {OP_WRITE_SAME10, 0, 10, WR,
+     {0x41, 0x18, FF, FF, FF, FF, 0x1F, FF, FF, CTL}, sbc_write_same, "WRITE SAME(10)"},
+    {OP_WRITE_SAME16, 0, 16, WR,
+     {0x93, 0x19, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1F, CTL}, sbc_write_same,
+     "WRITE SAME(16)"},
+    {OP_UNMAP, 0, 10, WR,
+     {0x42, 0, 0, 0, 0, 0, 0x1F, FF, FF, CTL}, sbc_unmap, "UNMAP"},
+    {OP_COMPARE_AND_WRITE, 0, 16, WR,
+     {0x89, 0x1A, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0, 0, FF, 0x1F, CTL},
+     sbc_compare_and_write, "COMPARE AND WRITE"},
+    {OP_SERVICE_ACTION_IN16, SA_GET_LBA_STATUS, 16, OPF_SA | RD,
+     {0x9E, 0x1F, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, CTL}, sbc_get_lba_status,
+     "GET LBA STATUS"},
+#define PRIN(sa, name)                                                                             \
+    {OP_PR_IN, sa, 10, OPF_SA | OPF_PR_ALLOW,                                                      \
+     {0x5E, 0x1F, 0, 0, 0, 0, 0, FF, FF, CTL}, pr_in, "PERSISTENT RESERVE IN " name}
+    PRIN(0x00, "(READ KEYS)"),
+    PRIN(0x01, "(READ RESERVATION)"),
+    PRIN(0x02, "(REPORT CAPABILITIES)"),
+    PRIN(0x03, "(READ FULL STATUS)"),
+#define PROUT(sa, name)                                                                            \
+    {OP_PR_OUT, sa, 10, OPF_SA | OPF_PR_OWN,                                                       \
+     {0x5F, 0x1F, FF, 0, 0, FF, FF, FF, FF, CTL}, pr_out, "PERSISTENT RESERVE OUT " name}
+    PROUT(0x00, "(REGISTER)"),
+    PROUT(0x01, "(RESERVE)"),
+    PROUT(0x02, "(RELEASE)"),
+    PROUT(0x03, "(CLEAR)"),
+    PROUT(0x04, "(PREEMPT)"),
+    PROUT(0x05, "(PREEMPT AND ABORT)"),
+    PROUT(0x06, "(REGISTER AND IGNORE EXISTING KEY)"),
+    PROUT(0x07, "(REGISTER AND MOVE)"),
+    {OP_RESERVE6, 0, 6, OPF_PR_OWN,
+     {0x16, 0, 0, 0, 0, CTL}, pr_reserve6, "RESERVE(6)"},
+    {OP_RELEASE6, 0, 6, OPF_PR_OWN | OPF_SPC2_ALLOW,
+     {0x17, 0, 0, 0, 0, CTL}, pr_release6, "RELEASE(6)"},
+    {OP_RESERVE10, 0, 10, OPF_PR_OWN,
+     {0x56, 0, 0, 0, 0, 0, 0, 0, 0, CTL}, pr_reserve6, "RESERVE(10)"},
+    {OP_RELEASE10, 0, 10, OPF_PR_OWN | OPF_SPC2_ALLOW,
+     {0x57, 0, 0, 0, 0, 0, 0, 0, 0, CTL}, pr_release6, "RELEASE(10)"},
+    {OP_EXTENDED_COPY, 0x00, 16, OPF_SA | OPF_PR_WRITE,
+     {0x83, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, CTL}, xcopy_extended_copy,
+     "EXTENDED COPY(LID1)"},
+    {OP_RECEIVE_COPY_RESULTS, SA_RCR_COPY_STATUS, 16, OPF_SA | RD,
+     {0x84, 0x1F, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, CTL}, xcopy_receive_copy_results,
+     "RECEIVE COPY RESULTS (COPY STATUS)"},
+    {OP_RECEIVE_COPY_RESULTS, SA_RCR_OPERATING_PARAMS, 16, OPF_SA | RD,
+     {0x84, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, CTL}, xcopy_receive_copy_results,
+     "RECEIVE COPY RESULTS (OPERATING PARAMETERS)"},
 };
 /* clang-format on */
 const size_t scsi_nops = ARRAY_SIZE(scsi_ops);
@@ -478,7 +534,12 @@ void scsi_complete(struct scsi_cmd *cmd)
     if (lu) {
         pthread_mutex_lock(&lu->lock);
         struct nexus_state *ns = scsi_ns(cmd);
-        if (ns && cmd->status == SCSI_CHECK_CONDITION) {
+        /* The sense REQUEST SENSE returns later; not a unit attention's, whose condition
+         * was cleared by reporting it. */
+        bool ua = cmd->sense_len > 13 && ((cmd->sense[0] & 0x7F) == 0x72
+                                              ? (cmd->sense[1] & 0x0F) == SK_UNIT_ATTENTION
+                                              : (cmd->sense[2] & 0x0F) == SK_UNIT_ATTENTION);
+        if (ns && cmd->status == SCSI_CHECK_CONDITION && !ua) {
             memcpy(ns->last_sense, cmd->sense, cmd->sense_len);
             ns->last_sense_len = cmd->sense_len;
         }
@@ -598,18 +659,16 @@ static bool range_grantable(struct scsi_lu *lu, struct range_lock *rl)
 static void io_range_granted(struct range_lock *rl)
 {
     struct scsi_io *io = container_of(rl, struct scsi_io, rl);
-    void (*cont)(struct scsi_io *) = io->ctx;
-    io->ctx = NULL;
-    cont(io);
+    io->lock_cont(io);
 }
 
-void scsi_io_lock(struct scsi_io *io, uint64_t lba, uint64_t n, bool exclusive,
-                  void (*cont)(struct scsi_io *io))
+void scsi_io_lock_on(struct scsi_io *io, struct scsi_lu *lu, uint64_t lba, uint64_t n,
+                     bool exclusive, void (*cont)(struct scsi_io *io))
 {
-    struct scsi_lu *lu = io->lu;
-    io->rl = (struct range_lock){.lba = lba, .n = n ? n : 1, .exclusive = exclusive};
+    assert(!io->locked);
+    io->rl = (struct range_lock){.lu = lu, .lba = lba, .n = n ? n : 1, .exclusive = exclusive};
     io->rl.granted_fn = io_range_granted;
-    io->ctx = (void *)cont;
+    io->lock_cont = cont;
     io->locked = true;
     pthread_mutex_lock(&lu->lock);
     TAILQ_INSERT_TAIL(&lu->ranges, &io->rl, link);
@@ -620,12 +679,21 @@ void scsi_io_lock(struct scsi_io *io, uint64_t lba, uint64_t n, bool exclusive,
         io_range_granted(&io->rl);
 }
 
-static void range_release(struct scsi_io *io)
+void scsi_io_lock(struct scsi_io *io, uint64_t lba, uint64_t n, bool exclusive,
+                  void (*cont)(struct scsi_io *io))
 {
-    struct scsi_lu *lu = io->lu;
+    scsi_io_lock_on(io, io->lu, lba, n, exclusive, cont);
+}
+
+/* Releases @io's range lock and grants what waited for it, in arrival order. A grant
+ * starts the waiter's next step, so it is made after lu->lock is dropped. */
+void scsi_io_unlock(struct scsi_io *io)
+{
+    if (!io->locked)
+        return;
+    struct scsi_lu *lu = io->rl.lu;
     struct range_lock *start[16];
     size_t nstart = 0;
-    bool more = false;
     pthread_mutex_lock(&lu->lock);
     TAILQ_REMOVE(&lu->ranges, &io->rl, link);
     io->locked = false;
@@ -633,15 +701,12 @@ static void range_release(struct scsi_io *io)
     TAILQ_FOREACH(e, &lu->ranges, link) {
         if (e->granted || !range_grantable(lu, e))
             continue;
-        if (nstart == ARRAY_SIZE(start)) {
-            more = true;
-            break;
-        }
+        if (nstart == ARRAY_SIZE(start))
+            break; /* the rest are granted by the next release of a lock they wait for */
         e->granted = true;
         start[nstart++] = e;
     }
     pthread_mutex_unlock(&lu->lock);
-    (void)more; /* those left are granted by the next release of a lock they wait for */
     for (size_t i = 0; i < nstart; i++)
         start[i]->granted_fn(start[i]);
 }
@@ -651,8 +716,7 @@ void scsi_io_finish(struct scsi_io *io)
     struct scsi_cmd *cmd = io->cmd;
     struct scsi_lu *lu = io->lu;
     bool detached = io->detached;
-    if (io->locked)
-        range_release(io);
+    scsi_io_unlock(io);
     free(io->buf);
     free(io);
     if (detached)

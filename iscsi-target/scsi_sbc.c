@@ -214,3 +214,370 @@ void sbc_sync_cache(struct scsi_cmd *cmd)
     }
     scsi_io_submit(io, VOL_OP_FLUSH, 0, 0, 0, NULL, sync_done);
 }
+
+/* ---------------------------------------------------------------------------------------- */
+/* VERIFY                                                                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+/* MISCOMPARE DURING VERIFY OPERATION with the offset of the first differing byte. */
+static void miscompare(struct scsi_cmd *cmd, uint64_t offset)
+{
+    struct scsi_sense_spec s = {
+        .key = SK_MISCOMPARE,
+        .asc = ASC_MISCOMPARE_DURING_VERIFY,
+        .info_valid = true,
+        .info = offset,
+    };
+    scsi_sense_spec(cmd, &s);
+}
+
+/* The offset of the first byte where @a and @b differ, or -1. */
+static int64_t first_diff(const uint8_t *a, const uint8_t *b, size_t len)
+{
+    if (memcmp(a, b, len) == 0)
+        return -1;
+    for (size_t i = 0; i < len; i++)
+        if (a[i] != b[i])
+            return (int64_t)i;
+    return -1;
+}
+
+static void verify_done(struct scsi_io *io, int res)
+{
+    struct scsi_cmd *cmd = io->cmd;
+    const uint8_t *data = cmd->data_out;
+    size_t len = io->nblocks * SCSI_BLOCK;
+    if (res < 0) {
+        scsi_sense_errno(cmd, res, false);
+    } else if (io->flags == 1) { /* BYTCHK 01b: the Data-Out against the blocks */
+        int64_t d = first_diff(io->buf, data, len);
+        if (d >= 0)
+            miscompare(cmd, (uint64_t)d);
+    } else { /* BYTCHK 11b: one block of Data-Out against every block */
+        for (uint64_t i = 0; i < io->nblocks; i++) {
+            int64_t d = first_diff(io->buf + i * SCSI_BLOCK, data, SCSI_BLOCK);
+            if (d >= 0) {
+                miscompare(cmd, i * SCSI_BLOCK + (uint64_t)d);
+                break;
+            }
+        }
+    }
+    scsi_io_finish(io);
+}
+
+void sbc_verify(struct scsi_cmd *cmd)
+{
+    const uint8_t *cdb = cmd->cdb;
+    uint64_t lba;
+    uint32_t n;
+    sbc_decode_rw(cdb, &lba, &n);
+    unsigned bytchk = (cdb[1] >> 1) & 3;
+    if (bytchk == 2) {
+        scsi_bad_cdb(cmd, 1, 2);
+        goto out;
+    }
+    if (!scsi_check_range(cmd, lba, n))
+        goto out;
+    /* BYTCHK 00b: a medium verification; the volume checks every block it reads by its
+     * checksums, and a thin volume has nothing more to verify. */
+    if (bytchk == 0 || n == 0)
+        goto out;
+    if (n > SCSI_MAX_XFER_BLOCKS) {
+        scsi_bad_cdb(cmd, len_byte(cdb[0]), -1);
+        goto out;
+    }
+    struct scsi_io *io = scsi_io_new(cmd, (size_t)n * SCSI_BLOCK);
+    if (!io)
+        return;
+    io->nblocks = n;
+    io->flags = bytchk == 1 ? 1 : 3;
+    scsi_io_submit(io, VOL_OP_READ, 0, lba * SCSI_BLOCK, (uint64_t)n * SCSI_BLOCK, io->buf,
+                   verify_done);
+    return;
+out:
+    scsi_complete(cmd);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* WRITE SAME                                                                                 */
+/* ---------------------------------------------------------------------------------------- */
+
+static void ws_step(struct scsi_io *io, int res);
+
+static void ws_locked(struct scsi_io *io)
+{
+    uint64_t off = io->lba * SCSI_BLOCK, len = io->nblocks * SCSI_BLOCK;
+    if (!io->buf) {
+        /* Zeros: UNMAP=1 deallocates (reads return zeros, LBPRZ); UNMAP=0 keeps the blocks
+         * mapped, as SBC-3 asks. */
+        if (io->write)
+            scsi_io_submit(io, VOL_OP_DISCARD, 0, off, len, NULL, ws_step);
+        else
+            scsi_io_submit(io, VOL_OP_WRITE_ZEROES, io->flags | VOL_NO_UNMAP, off, len, NULL,
+                           ws_step);
+        return;
+    }
+    io->pos = off;
+    io->end = off + len;
+    ws_step(io, 0);
+}
+
+/* A pattern: io->buf holds whole copies of the block; written a chunk at a time. */
+static void ws_step(struct scsi_io *io, int res)
+{
+    if (res < 0) {
+        scsi_sense_errno(io->cmd, res, true);
+        scsi_io_finish(io);
+        return;
+    }
+    if (!io->buf || io->pos >= io->end) {
+        if (io->buf == NULL && io->write && (io->flags & VOL_FUA)) {
+            /* A discard has no FUA of its own: follow it with a flush. */
+            io->write = false;
+            scsi_io_submit(io, VOL_OP_FLUSH, 0, 0, 0, NULL, ws_step);
+            return;
+        }
+        scsi_io_finish(io);
+        return;
+    }
+    uint64_t k = MIN(io->end - io->pos, (uint64_t)io->buf_len);
+    uint64_t off = io->pos;
+    io->pos += k;
+    scsi_io_submit(io, VOL_OP_WRITE, io->flags, off, k, io->buf, ws_step);
+}
+
+void sbc_write_same(struct scsi_cmd *cmd)
+{
+    const uint8_t *cdb = cmd->cdb;
+    bool sixteen = cdb[0] == OP_WRITE_SAME16;
+    uint64_t lba = sixteen ? get_be64(cdb + 2) : get_be32(cdb + 2);
+    uint32_t n = sixteen ? get_be32(cdb + 10) : get_be16(cdb + 7);
+    unsigned nbyte = sixteen ? 10 : 7;
+    bool unmap = cdb[1] & 0x08, ndob = sixteen && (cdb[1] & 0x01);
+    if (cdb[1] & 0x10) { /* ANCHOR: anchored blocks are not supported (ANC_SUP 0) */
+        scsi_bad_cdb(cmd, 1, 4);
+        goto out;
+    }
+    if (n == 0 || n > SCSI_MAX_WS_BLOCKS) { /* WSNZ; MAXIMUM WRITE SAME LENGTH */
+        scsi_bad_cdb(cmd, nbyte, -1);
+        goto out;
+    }
+    if (!scsi_check_range(cmd, lba, n))
+        goto out;
+    if (!ndob && cmd->data_out_len != SCSI_BLOCK) {
+        /* Exactly one block of Data-Out; more is as wrong as less. */
+        scsi_sense(cmd, SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CIU);
+        goto out;
+    }
+    bool zero = ndob || buf_is_zero(cmd->data_out, SCSI_BLOCK);
+    uint64_t len = (uint64_t)n * SCSI_BLOCK;
+    struct scsi_io *io = scsi_io_new(cmd, zero ? 0 : MIN(len, (uint64_t)SCSI_WS_CHUNK));
+    if (!io)
+        return;
+    if (!zero)
+        for (size_t off = 0; off < io->buf_len; off += SCSI_BLOCK)
+            memcpy(io->buf + off, cmd->data_out, SCSI_BLOCK);
+    io->lba = lba;
+    io->nblocks = n;
+    io->write = zero && unmap; /* for zeros: deallocate */
+    io->flags = lu_wce(cmd->lu) ? 0 : VOL_FUA;
+    scsi_io_lock(io, lba, n, false, ws_locked);
+    return;
+out:
+    scsi_complete(cmd);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* UNMAP                                                                                      */
+/* ---------------------------------------------------------------------------------------- */
+
+static void unmap_next(struct scsi_io *io, int res)
+{
+    struct scsi_cmd *cmd = io->cmd;
+    if (res < 0) {
+        scsi_sense_errno(cmd, res, true);
+        scsi_io_finish(io);
+        return;
+    }
+    while (io->idx < io->count) {
+        const uint8_t *d = io->param + 8 + 16 * io->idx++;
+        uint64_t lba = get_be64(d);
+        uint32_t n = get_be32(d + 8);
+        if (n)
+            return scsi_io_submit(io, VOL_OP_DISCARD, 0, lba * SCSI_BLOCK,
+                                  (uint64_t)n * SCSI_BLOCK, NULL, unmap_next);
+    }
+    if (io->flags & VOL_FUA) {
+        io->flags = 0;
+        return scsi_io_submit(io, VOL_OP_FLUSH, 0, 0, 0, NULL, unmap_next);
+    }
+    scsi_io_finish(io);
+}
+
+static void unmap_locked(struct scsi_io *io) { unmap_next(io, 0); }
+
+void sbc_unmap(struct scsi_cmd *cmd)
+{
+    uint32_t len = get_be16(cmd->cdb + 7);
+    const uint8_t *p = cmd->data_out;
+    if (len == 0)
+        goto out;
+    if (len < 8) {
+        scsi_sense(cmd, SK_ILLEGAL_REQUEST, ASC_PARAMETER_LIST_LENGTH_ERROR);
+        goto out;
+    }
+    uint32_t udl = get_be16(p), bddl = get_be16(p + 2);
+    /* The lengths inside the list must fit in it. */
+    if (udl + 2 > len) {
+        scsi_bad_param(cmd, 0, -1);
+        goto out;
+    }
+    if (bddl + 8 > len || bddl + 6 > udl) {
+        scsi_bad_param(cmd, 2, -1);
+        goto out;
+    }
+    uint32_t count = bddl / 16; /* a partial descriptor at the end is ignored */
+    if (count > SCSI_MAX_UNMAP_DESC) {
+        scsi_bad_param(cmd, 2, -1);
+        goto out;
+    }
+    uint64_t blocks = scsi_lu_blocks(cmd->lu), total = 0, lo = UINT64_MAX, hi = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        const uint8_t *d = p + 8 + 16 * i;
+        uint64_t lba = get_be64(d);
+        uint32_t n = get_be32(d + 8);
+        if (lba > blocks || n > blocks - lba) {
+            scsi_sense_lba(cmd);
+            goto out;
+        }
+        total += n;
+        if (total > SCSI_MAX_UNMAP_BLOCKS) {
+            scsi_bad_param(cmd, 8 + 16 * i + 8, -1);
+            goto out;
+        }
+        if (n) {
+            lo = MIN(lo, lba);
+            hi = MAX(hi, lba + n);
+        }
+    }
+    if (total == 0)
+        goto out;
+    struct scsi_io *io = scsi_io_new(cmd, 0);
+    if (!io)
+        return;
+    io->param = p;
+    io->count = count;
+    io->flags = lu_wce(cmd->lu) ? 0 : VOL_FUA;
+    scsi_io_lock(io, lo, hi - lo, false, unmap_locked);
+    return;
+out:
+    scsi_complete(cmd);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* COMPARE AND WRITE                                                                          */
+/* ---------------------------------------------------------------------------------------- */
+
+static void caw_read_done(struct scsi_io *io, int res)
+{
+    struct scsi_cmd *cmd = io->cmd;
+    size_t len = io->nblocks * SCSI_BLOCK;
+    if (res < 0) {
+        scsi_sense_errno(cmd, res, false);
+        scsi_io_finish(io);
+        return;
+    }
+    int64_t d = first_diff(io->buf, cmd->data_out, len);
+    if (d >= 0) {
+        miscompare(cmd, (uint64_t)d);
+        scsi_io_finish(io);
+        return;
+    }
+    memcpy(io->buf, (const uint8_t *)cmd->data_out + len, len);
+    scsi_io_submit(io, VOL_OP_WRITE, io->flags, io->lba * SCSI_BLOCK, len, io->buf, write_done);
+}
+
+static void caw_locked(struct scsi_io *io)
+{
+    scsi_io_submit(io, VOL_OP_READ, 0, io->lba * SCSI_BLOCK, io->nblocks * SCSI_BLOCK, io->buf,
+                   caw_read_done);
+}
+
+void sbc_compare_and_write(struct scsi_cmd *cmd)
+{
+    const uint8_t *cdb = cmd->cdb;
+    uint64_t lba = get_be64(cdb + 2);
+    uint32_t n = cdb[13];
+    if (n > SCSI_MAX_CAW_BLOCKS) {
+        scsi_bad_cdb(cmd, 13, -1);
+        goto out;
+    }
+    if (!scsi_check_range(cmd, lba, n))
+        goto out;
+    if (cmd->data_out_len != 2 * n * SCSI_BLOCK) {
+        scsi_sense(cmd, SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CIU);
+        goto out;
+    }
+    if (n == 0)
+        goto out;
+    struct scsi_io *io = scsi_io_new(cmd, (size_t)n * SCSI_BLOCK);
+    if (!io)
+        return;
+    io->lba = lba;
+    io->nblocks = n;
+    io->flags = (cdb[1] & 0x08) || !lu_wce(cmd->lu) ? VOL_FUA : 0;
+    scsi_io_lock(io, lba, n, true, caw_locked);
+    return;
+out:
+    scsi_complete(cmd);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* GET LBA STATUS                                                                             */
+/* ---------------------------------------------------------------------------------------- */
+
+#define LBA_STATUS_MAX_DESC 64
+
+void sbc_get_lba_status(struct scsi_cmd *cmd)
+{
+    struct scsi_lu *lu = cmd->lu;
+    uint64_t lba = get_be64(cmd->cdb + 2);
+    uint32_t alloc = get_be32(cmd->cdb + 10);
+    uint64_t blocks = scsi_lu_blocks(lu);
+    if (lba >= blocks) {
+        scsi_sense_lba(cmd);
+        scsi_complete(cmd);
+        return;
+    }
+    size_t max = alloc > 8 ? MIN((size_t)(alloc - 8) / 16, (size_t)LBA_STATUS_MAX_DESC) : 0;
+    max = MAX(max, (size_t)1);
+    struct vol_extent ext[LBA_STATUS_MAX_DESC];
+    size_t n = 0;
+    int r = vol_block_status(lu->vol, lba * SCSI_BLOCK, (blocks - lba) * SCSI_BLOCK, ext, max,
+                             &n);
+    if (r == 0 && n == 0)
+        r = -EIO;
+    if (r < 0) {
+        scsi_sense_errno(cmd, r, false);
+        scsi_complete(cmd);
+        return;
+    }
+    uint8_t b[8 + 16 * LBA_STATUS_MAX_DESC];
+    memset(b, 0, sizeof b);
+    size_t used = 0;
+    uint64_t pos = lba;
+    for (size_t i = 0; i < n && used < max; i++) {
+        uint64_t s = ext[i].offset / SCSI_BLOCK, e = (ext[i].offset + ext[i].length) / SCSI_BLOCK;
+        if (s != pos || e <= s)
+            break;
+        uint8_t *d = b + 8 + 16 * used++;
+        uint64_t cnt = MIN(e - s, (uint64_t)UINT32_MAX);
+        put_be64(d, s);
+        put_be32(d + 8, (uint32_t)cnt);
+        d[12] = (ext[i].flags & VOL_EXT_HOLE) ? 0x01 : 0x00; /* deallocated : mapped */
+        pos = s + cnt;
+    }
+    put_be32(b, (uint32_t)(4 + 16 * used));
+    scsi_data_in(cmd, b, 8 + 16 * used);
+    scsi_complete(cmd);
+}
