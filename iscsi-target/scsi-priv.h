@@ -333,6 +333,8 @@ struct scsi_io {
     const uint8_t *param;
     void *ctx;          /* EXTENDED COPY state */
     void (*lock_cont)(struct scsi_io *io); /* run when rl is granted */
+    struct reactor_work work; /* a completion deferred to unwind the stack */
+    int res;
 };
 
 /* Allocates an I/O for @cmd (cmd->internal). NULL: the command was completed with BUSY. */

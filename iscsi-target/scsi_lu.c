@@ -614,10 +614,34 @@ struct scsi_io *scsi_io_new(struct scsi_cmd *cmd, size_t buf_len)
     return io;
 }
 
+/*
+ * On a reactor, vol_submit may complete before it returns (reads of holes, unmaps), and the
+ * multi-step commands (WRITE SAME, UNMAP, EXTENDED COPY) submit their next step from the
+ * completion: completions nested deeper than this go through the reactor's queue instead,
+ * so the stack unwinds however many steps a command has.
+ */
+#define IO_MAX_NESTING 16
+static __thread unsigned io_nesting;
+
+static void io_next_work(struct reactor_work *w)
+{
+    struct scsi_io *io = container_of(w, struct scsi_io, work);
+    io->next(io, io->res);
+}
+
 static void io_vol_done(struct vol_req *vr, int res)
 {
     struct scsi_io *io = vr->priv;
+    struct reactor *self;
+    if (io_nesting >= IO_MAX_NESTING && (self = pool_reactor_self())) {
+        io->res = res;
+        io->work = (struct reactor_work){.fn = io_next_work};
+        pool_reactor_post(self, &io->work);
+        return;
+    }
+    io_nesting++;
     io->next(io, res);
+    io_nesting--;
 }
 
 void scsi_io_submit(struct scsi_io *io, enum vol_op op, uint32_t flags, uint64_t off,

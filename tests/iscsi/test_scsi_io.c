@@ -546,12 +546,65 @@ static void test_caw_atomic(void **state)
     free(z);
 }
 
+/* Commands of many steps (UNMAP with 256 descriptors, EXTENDED COPY of 64 segments of
+ * holes): their steps complete inline on the reactor, deeper than the nesting limit. */
+static void test_many_steps(void **state)
+{
+    struct st *s = *state;
+    struct t_res r;
+    uint8_t p[8 + 16 * 256] = {0};
+    t_put_be(p, 6 + 16 * 256, 2);
+    t_put_be(p + 2, 16 * 256, 2);
+    for (unsigned i = 0; i < 256; i++) {
+        t_put_be(p + 8 + 16 * i, 64 * i, 8);
+        t_put_be(p + 16 + 16 * i, 8, 4);
+        memset(s->model[1] + 64 * i * 512, 0, 8 * 512);
+    }
+    uint8_t um[10] = {0x42};
+    t_put_be(um + 7, sizeof p, 2);
+    assert_int_equal(t_cmd(s->e, s->l[1], 0, um, 10, p, sizeof p, NULL, 0, &r), SCSI_GOOD);
+    /* Zero the source range, then copy it in 64 segments. */
+    uint8_t ws[16] = {0x93, 0x09};
+    t_put_be(ws + 10, 64 * 512, 4);
+    assert_int_equal(t_cmd(s->e, s->l[0], 0, ws, 16, NULL, 0, NULL, 0, &r), SCSI_GOOD);
+    memset(s->model[0], 0, 64 * 512 * 512);
+    uint8_t x[16 + 32 * NLU + 28 * 64] = {0};
+    x[1] = 0x18; /* LIST ID USAGE 11b */
+    t_put_be(x + 2, 32 * NLU, 2);
+    t_put_be(x + 8, 28 * 64, 4);
+    for (int i = 0; i < NLU; i++) {
+        uint8_t *d = x + 16 + 32 * i;
+        d[0] = 0xE4;
+        d[4] = 0x01;
+        d[5] = 0x03;
+        d[7] = 16;
+        lu_naa(s, i, d + 8);
+        t_put_be(d + 29, 512, 3);
+    }
+    for (unsigned k = 0; k < 64; k++) {
+        uint8_t *d = x + 16 + 32 * NLU + 28 * k;
+        d[0] = 0x02;
+        t_put_be(d + 2, 0x18, 2);
+        t_put_be(d + 4, 0, 2);
+        t_put_be(d + 6, 1, 2);
+        t_put_be(d + 10, 512, 2);
+        t_put_be(d + 12, 512 * k, 8);
+        t_put_be(d + 20, 512 * k, 8);
+        memset(s->model[1] + 512 * k * 512, 0, 512 * 512);
+    }
+    uint8_t xc[16] = {0x83};
+    t_put_be(xc + 10, sizeof x, 4);
+    assert_int_equal(t_cmd(s->e, s->l[0], 0, xc, 16, x, sizeof x, NULL, 0, &r), SCSI_GOOD);
+    compare_all(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_rw),
         cmocka_unit_test(test_range_errors),
         cmocka_unit_test(test_caw_atomic),
+        cmocka_unit_test(test_many_steps),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
