@@ -339,11 +339,11 @@ static int run_create(const struct opts *o)
         r = vol_flush(v);
     double fill_s = (double)(now_ns() - t0) / 1e9;
     uint64_t extents = 0;
-    struct vol_info vi = {0};
+    struct vol_space vi = {0};
     if (r == 0)
         r = count_extents(pool, &extents);
     if (r == 0)
-        r = vol_get_info(pool, "v", &vi);
+        r = vol_get_space(pool, "v", &vi);
     fprintf(stderr, "%s: %" PRIu64 " grains mapped in %" PRIu64 " extents (%.0f s)\n", bench_prog,
             vi.mapped_bytes / GRAIN, extents, fill_s);
     uint64_t span = reqs * MiB;

@@ -122,6 +122,8 @@ struct cli_args {
     char to[NAME_MAX_LEN + 1];                          /* snap diff: the later snapshot */
     char more[SNAP_MAX_VOLUMES - 1][NAME_MAX_LEN + 1]; /* snap create: more volumes */
     unsigned nmore;
+    struct json_object *iscsi; /* iscsi.* operations: their settings (ARG_ISCSI), checked by
+                                  the operation; not owned */
 };
 
 enum {
@@ -268,6 +270,9 @@ struct op_env {
     /* How many NBD connections have volume @vol of @pool open; NULL when nothing is served
      * (outside the daemon). Thread-safe. */
     unsigned (*clients)(void *ctx, struct pool *pool, const char *vol);
+    /* Disconnects the clients that have @vol of @pool open and waits (bounded) for them to
+     * let go; returns how many still hold it. NULL outside the daemon. */
+    unsigned (*evict)(void *ctx, struct pool *pool, const char *vol);
     void *ctx;
 };
 
@@ -285,6 +290,7 @@ enum {
     ARG_SNAP = 1u << 9,     /* "snap": a snapshot name (of "volume") */
     ARG_TO = 1u << 10,      /* "to": a later snapshot name (snap diff) */
     ARG_VOLUMES = 1u << 11, /* "volumes": more volume names (snap create of several) */
+    ARG_ISCSI = 1u << 12,   /* "iscsi": an object of iSCSI settings (cmd_iscsi.c) */
 };
 
 enum {
@@ -438,5 +444,48 @@ int cmd_vol_export(const struct cli *cli, const struct cli_args *a, const struct
 /* "qcow2" -> FMT_QCOW2; -EINVAL when unknown. */
 int image_format_parse(const char *s, enum image_format *out);
 const char *image_format_name(enum image_format f);
+
+/* ---------------------------------------------------------------------------------------- */
+/* iSCSI (serve_iscsi.c: the daemon's target; cmd_iscsi.c: `cistern iscsi`, its settings)    */
+/* ---------------------------------------------------------------------------------------- */
+
+#define ISCSI_IQN_PREFIX "iqn.2026-11.org.cistern:" /* + POOL: the pool's target */
+#define ISCSI_CONF_FILE "iscsi.json"                /* per-target settings, in STATE_DIR */
+
+/* The daemon's iSCSI settings (command line and configuration file); NULL when not given. */
+struct iscsi_serve_opts {
+    const char *listen; /* ADDR:PORT, "yes" (127.0.0.1:3260) or "none" */
+    const char *auth;   /* "chap" (the default) or "none" */
+    const char *chap_user, *chap_secret, *mutual_user, *mutual_secret;
+    const char *initiators; /* allowed initiator names, separated by commas or spaces */
+};
+/* A configuration key of the daemon's file: 1 taken, 0 not an iSCSI key, -1 a bad value. */
+int iscsi_serve_config_key(struct iscsi_serve_opts *o, const char *key, const char *val);
+void iscsi_serve_opts_merge(struct iscsi_serve_opts *o, const struct iscsi_serve_opts *file);
+/* The address to listen on, or NULL when iSCSI is off. */
+const char *iscsi_serve_listen(const struct iscsi_serve_opts *o);
+
+struct iscsi_serve;
+/* Starts the target over @pools (which must outlive it). Errors are logged. */
+int iscsi_serve_start(const struct cli *cli, struct pool *const *pools, size_t npools,
+                      bool readonly, const struct iscsi_serve_opts *o, struct iscsi_serve **out);
+void iscsi_serve_stop(struct iscsi_serve *s); /* accepts NULL */
+/* Logical units that have volume @vol of @pool open. Thread-safe; accepts NULL. */
+unsigned iscsi_serve_clients(struct iscsi_serve *s, struct pool *pool, const char *vol);
+/* LUN numbers changed: sessions look their LUNs up again. No-op outside the daemon. */
+void iscsi_serve_luns_changed(void);
+
+/* STATE_DIR/iscsi.json: {"targets": {"POOL": {"auth", "chap_user", "chap_secret",
+ * "mutual_user", "mutual_secret", "initiators": [...]}}}. Load gives {} when absent;
+ * save replaces the file atomically (mode 0600: it holds secrets). */
+int iscsi_conf_load(const char *state_dir, struct json_object **out);
+int iscsi_conf_save(const char *state_dir, struct json_object *conf);
+
+extern const struct command iscsi_commands[];
+extern const size_t iscsi_ncommands;
+/* The iscsi.* operations (iscsi.show, iscsi.lun, iscsi.auth, iscsi.initiator); op_find
+ * finds them too. */
+extern const struct op iscsi_ops[];
+extern const size_t iscsi_nops;
 
 #endif

@@ -16,8 +16,8 @@
  * other open pool has a volume of that name. The export list is read from the catalogs
  * each time a client asks, so volumes created later (through the control socket) are served
  * at once. The daemon counts the NBD connections that have each volume open, so that
- * `vol delete` and shrinking `vol resize` can refuse to pull a volume from under its
- * clients (ops.c).
+ * `vol delete`, shrinking `vol resize` and `snap rollback` refuse to pull a volume from under
+ * its clients (ops.c), and with --force disconnect them first (evict).
  *
  * Signals: SIGTERM and SIGINT are blocked in every thread (the mask is set before any
  * thread starts) and read from a signalfd by the main thread, which then stops the control
@@ -36,6 +36,7 @@
 #include <strings.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "nbd-server/nbd-server.h"
@@ -45,6 +46,7 @@ int cmd_serve(const struct cli *cli, int argc, char **argv);
 #define SERVE_DEFAULT_NBD "127.0.0.1:10809"
 #define SERVE_CONFIG "serve.conf" /* in the state directory */
 #define CONFIG_MAX (64u << 10)    /* bytes of a configuration file */
+#define EVICT_WAIT_S 30           /* how long evicted clients get to finish and let go */
 
 static const struct command serve_command = {
     .group = NULL,
@@ -63,16 +65,19 @@ struct serve_ctx {
 
     pthread_mutex_t mu;  /* guards the handles below */
     struct served *open; /* volumes open by NBD connections, one entry per connection */
+    struct iscsi_serve *iscsi; /* the iSCSI target (serve_iscsi.c), NULL when off */
+    struct nbd_server *nbd;    /* NULL when NBD is not served */
+    pthread_cond_t closed;     /* signalled when a served handle is closed */
     size_t nopen, capopen;
 };
 
-/* A volume handle of an NBD connection. While it closes, its pool and name are read from
- * the copies here, never from the handle (which is freed when vol_close returns). */
+/* A volume handle of an NBD connection, known by its pool and catalog id (which renames do
+ * not change). While it closes, these copies are read, never the handle (which is freed
+ * when vol_close returns). */
 struct served {
     struct vol *v;
-    bool closing;
     struct pool *pool;
-    char name[NAME_MAX_LEN + 1];
+    uint64_t id;
 };
 
 /* ---------------------------------------------------------------------------------------- */
@@ -176,7 +181,7 @@ static int export_open(void *ctx, const char *name, struct vol **v, bool *readon
         sc->open = p;
         sc->capopen = cap;
     }
-    sc->open[sc->nopen++] = (struct served){.v = *v};
+    sc->open[sc->nopen++] = (struct served){.v = *v, .pool = pool, .id = vi.id};
     pthread_mutex_unlock(&sc->mu);
     describe(pool, &vi, desc, desclen);
     return 0;
@@ -236,42 +241,82 @@ static void export_close(void *ctx, struct vol *v)
      * vol_close, which waits for requests that complete on the reactors, where export_open
      * may be waiting for the mutex. */
     snprintf(name, sizeof name, "%s", vol_name(v));
-    pthread_mutex_lock(&sc->mu);
-    for (size_t i = 0; i < sc->nopen; i++)
-        if (sc->open[i].v == v) {
-            sc->open[i].closing = true;
-            sc->open[i].pool = pool;
-            memcpy(sc->open[i].name, name, sizeof name);
-            break;
-        }
-    pthread_mutex_unlock(&sc->mu);
     r = vol_close(v);
     pthread_mutex_lock(&sc->mu);
     for (size_t i = 0; i < sc->nopen; i++)
-        if (sc->open[i].v == v && sc->open[i].closing) {
+        if (sc->open[i].v == v) {
             sc->open[i] = sc->open[--sc->nopen];
             break;
         }
+    pthread_cond_broadcast(&sc->closed);
     pthread_mutex_unlock(&sc->mu);
     if (r < 0)
         log_err("%s/%s: closing the volume failed: %s", pool_name(pool), name, strerror(-r));
 }
 
-/* struct op_env.clients: NBD connections that have @vol of @pool open. */
+/* NBD connections that have record @id of @pool open. sc->mu held. */
+static unsigned nbd_clients(struct serve_ctx *sc, struct pool *pool, uint64_t id)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < sc->nopen; i++)
+        n += sc->open[i].pool == pool && sc->open[i].id == id;
+    return n;
+}
+
+/* struct op_env.clients: NBD connections and iSCSI LUs that have @vol of @pool open. */
 static unsigned clients(void *ctx, struct pool *pool, const char *vol)
 {
     struct serve_ctx *sc = ctx;
+    struct vol_info vi;
     unsigned n = 0;
 
-    pthread_mutex_lock(&sc->mu);
-    for (size_t i = 0; i < sc->nopen; i++) {
-        const struct served *e = &sc->open[i];
-        if (e->closing ? e->pool == pool && strcmp(e->name, vol) == 0
-                       : vol_pool(e->v) == pool && strcmp(vol_name(e->v), vol) == 0)
-            n++;
+    if (vol_get_info(pool, vol, &vi) == 0) {
+        pthread_mutex_lock(&sc->mu);
+        n = nbd_clients(sc, pool, vi.id);
+        pthread_mutex_unlock(&sc->mu);
     }
+    return n + iscsi_serve_clients(sc->iscsi, pool, vol); /* and the iSCSI LUs */
+}
+
+struct evict_ctx {
+    struct serve_ctx *sc;
+    struct pool *pool;
+    uint64_t id;
+};
+
+/* Runs under the NBD server's lock: looks at the served list, never at the handle. */
+static bool evict_match(void *ctx, struct vol *v)
+{
+    struct evict_ctx *ec = ctx;
+    bool match = false;
+    pthread_mutex_lock(&ec->sc->mu);
+    for (size_t i = 0; i < ec->sc->nopen; i++)
+        if (ec->sc->open[i].v == v)
+            match = ec->sc->open[i].pool == ec->pool && ec->sc->open[i].id == ec->id;
+    pthread_mutex_unlock(&ec->sc->mu);
+    return match;
+}
+
+/* struct op_env.evict: disconnects the NBD clients of @vol of @pool and waits, EVICT_WAIT_S
+ * at most, until their handles are closed. Returns how many clients still hold it. */
+static unsigned evict(void *ctx, struct pool *pool, const char *vol)
+{
+    struct serve_ctx *sc = ctx;
+    struct vol_info vi;
+
+    if (vol_get_info(pool, vol, &vi) < 0 || sc->nbd == NULL)
+        return clients(ctx, pool, vol);
+    struct evict_ctx ec = {sc, pool, vi.id};
+    nbd_server_evict(sc->nbd, evict_match, &ec);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += EVICT_WAIT_S;
+    pthread_mutex_lock(&sc->mu);
+    while (nbd_clients(sc, pool, vi.id) > 0 &&
+           pthread_cond_timedwait(&sc->closed, &sc->mu, &until) == 0)
+        ;
     pthread_mutex_unlock(&sc->mu);
-    return n;
+    return clients(ctx, pool, vol);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -295,6 +340,8 @@ static void serve_usage(FILE *f)
             "  --tls-required             refuse clients that do not start TLS\n"
             "  --threads N                reactor threads (default: one per core)\n"
             "  --read-only                serve every volume read-only\n"
+            "  --iscsi [ADDR:PORT]        serve iSCSI too (default 127.0.0.1:3260; see\n"
+            "                             docs/iscsi.md for the iscsi-* settings)\n"
             "  --syslog                   log to syslog (facility daemon) instead of stderr\n"
             "  --log-level LEVEL          err, warn, info (default) or debug\n"
             "\nWith no POOL (and no 'pools' in the file), every registered pool is served.\n"
@@ -310,6 +357,7 @@ struct serve_opts {
     const char *config, *nbd, *control, *tls_cert, *tls_key, *tls_ca, *log_level, *pools;
     int tls_required, readonly, syslog; /* -1, 0 or 1 */
     long threads;                       /* 0: not given */
+    struct iscsi_serve_opts iscsi;      /* --iscsi and the iscsi* keys (serve_iscsi.c) */
 };
 
 #define SERVE_OPTS_UNSET                                                                           \
@@ -359,6 +407,7 @@ enum {
     SO_CONTROL,
     SO_SYSLOG,
     SO_LEVEL,
+    SO_ISCSI,
 };
 
 static int parse(int argc, char **argv, struct serve_opts *o, bool *help)
@@ -375,6 +424,7 @@ static int parse(int argc, char **argv, struct serve_opts *o, bool *help)
         {"control", required_argument, NULL, SO_CONTROL},
         {"syslog", no_argument, NULL, SO_SYSLOG},
         {"log-level", required_argument, NULL, SO_LEVEL},
+        {"iscsi", optional_argument, NULL, SO_ISCSI},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -421,6 +471,13 @@ static int parse(int argc, char **argv, struct serve_opts *o, bool *help)
             if (*optarg == '\0')
                 return usage_error(cmd, "--control: empty path");
             o->control = optarg;
+            break;
+        case SO_ISCSI:
+            /* --iscsi alone: the default address; --iscsi ADDR:PORT or --iscsi=ADDR:PORT. */
+            if (optarg == NULL && optind < argc && argv[optind][0] != '-' &&
+                strchr(argv[optind], ':') != NULL)
+                optarg = argv[optind++];
+            o->iscsi.listen = optarg != NULL ? optarg : "yes";
             break;
         case SO_LEVEL:
             if (parse_level(optarg, &lvl) < 0)
@@ -560,6 +617,9 @@ static int read_config(const char *path, bool must, struct serve_opts *o, char *
             if (parse_threads(val, &o->threads) < 0)
                 return usage_error(cmd, "%s:%u: threads: expected a number from 1 to 1024", path,
                                    lineno);
+        } else if ((b = iscsi_serve_config_key(&o->iscsi, key, val)) != 0) {
+            if (b < 0)
+                return usage_error(cmd, "%s:%u: %s: invalid value", path, lineno, key);
         } else if (strcmp(key, "tls-required") == 0 || strcmp(key, "read-only") == 0 ||
                    strcmp(key, "syslog") == 0) {
             b = parse_bool(val);
@@ -597,6 +657,7 @@ static void merge(struct serve_opts *o, const struct serve_opts *file)
     TAKE(readonly, -1);
     TAKE(syslog, -1);
     TAKE(threads, 0);
+    iscsi_serve_opts_merge(&o->iscsi, &file->iscsi);
 #undef TAKE
 }
 
@@ -700,6 +761,7 @@ static int serve(const struct cli *cli, const struct serve_opts *o, char **names
     cfg.tls_required = o->tls_required == 1;
     sc.readonly = o->readonly == 1;
     pthread_mutex_init(&sc.mu, NULL);
+    pthread_cond_init(&sc.closed, NULL);
 
     /* Before any thread exists, so that every thread inherits the mask. */
     sigset_t sigs;
@@ -743,11 +805,23 @@ static int serve(const struct cli *cli, const struct serve_opts *o, char **names
     };
     if (cfg.listen != NULL) {
         r = nbd_server_start(&cfg, &exports, &sc, &srv);
+        sc.nbd = srv;
         if (r < 0) {
             log_err("serve: cannot start the NBD server on %s: %s", cfg.listen, strerror(-r));
             rc = EXIT_RUNTIME;
             goto out;
         }
+    }
+    if (iscsi_serve_listen(&o->iscsi) != NULL) {
+        r = iscsi_serve_start(cli, sc.pools, sc.npools, sc.readonly, &o->iscsi, &sc.iscsi);
+        if (r < 0) {
+            log_err("serve: cannot start the iSCSI target on %s: %s",
+                    iscsi_serve_listen(&o->iscsi), strerror(-r));
+            rc = EXIT_RUNTIME;
+            goto out;
+        }
+        log_info("serving %zu pool%s over iSCSI on %s", sc.npools, sc.npools == 1 ? "" : "s",
+                 iscsi_serve_listen(&o->iscsi));
     }
 
     ccfg.path = control;
@@ -755,6 +829,7 @@ static int serve(const struct cli *cli, const struct serve_opts *o, char **names
     ccfg.npools = sc.npools;
     ccfg.env.state_dir = cli->state_dir;
     ccfg.env.clients = clients;
+    ccfg.env.evict = evict;
     ccfg.env.ctx = &sc;
     ccfg.nbd_listen = cfg.listen;
     ccfg.nbd_tls_required = cfg.tls_required;
@@ -788,6 +863,7 @@ static int serve(const struct cli *cli, const struct serve_opts *o, char **names
 out:
     /* The control thread first: no operation runs while the pools close. */
     control_stop(cs);
+    iscsi_serve_stop(sc.iscsi);
     nbd_server_stop(srv);
     r = close_pools(&sc);
     if (rc == 0)
@@ -797,6 +873,7 @@ out:
     free(control);
     free(sc.open);
     pthread_mutex_destroy(&sc.mu);
+    pthread_cond_destroy(&sc.closed);
     if (rc == 0)
         log_info("stopped");
     return rc;

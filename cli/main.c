@@ -25,7 +25,8 @@ static void usage_all(FILE *f)
         const size_t *n;
     } groups[] = {{pool_commands, &pool_ncommands},
                   {vol_commands, &vol_ncommands},
-                  {snap_commands, &snap_ncommands}};
+                  {snap_commands, &snap_ncommands},
+                  {iscsi_commands, &iscsi_ncommands}};
 
     fprintf(f, "usage: cistern [--state-dir DIR] [--control PATH] [-v] COMMAND [ARGS...]\n"
                "\n"
@@ -307,6 +308,9 @@ int main(int argc, char **argv)
     } else if (strcmp(argv[optind], "snap") == 0 || strcmp(argv[optind], "snapshot") == 0) {
         cmds = snap_commands;
         ncmds = snap_ncommands;
+    } else if (strcmp(argv[optind], "iscsi") == 0) {
+        cmds = iscsi_commands;
+        ncmds = iscsi_ncommands;
     } else if (strcmp(argv[optind], "clone") == 0) {
         /* cistern clone SNAP NEW is cistern snap clone SNAP NEW */
         cmd = find_command(snap_commands, snap_ncommands, "clone");

@@ -140,6 +140,18 @@ static unsigned served_to(const struct op_env *env, struct pool *pool, const cha
     return env->clients != NULL ? env->clients(env->ctx, pool, vol) : 0;
 }
 
+/* For --force: disconnects the clients of @vol first. 0, or -EBUSY (with @e filled) when
+ * some still hold it (or connected again at once). */
+static int evict_clients(const struct op_env *env, struct pool *pool, const char *vol,
+                         const char *what, struct op_err *e)
+{
+    unsigned left = env->evict != NULL ? env->evict(env->ctx, pool, vol) : served_to(env, pool, vol);
+    if (left == 0)
+        return 0;
+    return op_fail(e, -EBUSY, "%s/%s: %u client(s) still hold it after being disconnected; %s",
+                   pool_name(pool), vol, left, what);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Pools                                                                                     */
 /* ---------------------------------------------------------------------------------------- */
@@ -354,21 +366,27 @@ static int op_pool_add(const struct op_env *env, struct pool *pool, const struct
 /* Volumes                                                                                   */
 /* ---------------------------------------------------------------------------------------- */
 
-static struct json_object *vol_json(const char *pool, const struct vol_info *vi)
+/* A volume's or snapshot's info and space; @point is "VOL" or "VOL@SNAP". The space is left
+ * out if it cannot be read (the info alone is still worth showing). */
+static struct json_object *vol_json(struct pool *pool, const char *point,
+                                    const struct vol_info *vi)
 {
     struct json_object *o = json_object_new_object();
-    char full[2 * NAME_MAX_LEN + 2];
+    char full[3 * NAME_MAX_LEN + 3];
+    struct vol_space sp;
 
-    snprintf(full, sizeof full, "%s/%s", pool, vi->name);
+    snprintf(full, sizeof full, "%s/%s", pool_name(pool), point);
     jadd_str(o, "name", full);
-    jadd_str(o, "pool", pool);
-    jadd_str(o, "volume", vi->name);
+    jadd_str(o, "pool", pool_name(pool));
+    jadd_str(o, "volume", point);
     jadd_u64(o, "id", vi->id);
     jadd_u64(o, "size", vi->size);
-    jadd_u64(o, "mapped", vi->mapped_bytes);
-    jadd_u64(o, "referenced", vi->referenced_bytes);
-    jadd_u64(o, "unique", vi->unique_bytes);
-    jadd_u64(o, "written", vi->written_bytes);
+    if (vol_get_space(pool, point, &sp) == 0) {
+        jadd_u64(o, "mapped", sp.mapped_bytes);
+        jadd_u64(o, "referenced", sp.referenced_bytes);
+        jadd_u64(o, "unique", sp.unique_bytes);
+        jadd_u64(o, "written", sp.written_bytes);
+    }
     jadd_u64(o, "grain", vi->grain_size);
     jadd_u64(o, "created_ns", vi->created_ns);
     if (vi->lun != VOL_NO_LUN)
@@ -385,7 +403,7 @@ static int vol_result(struct pool *pool, const char *vol, const struct cli_args 
 
     if (r < 0)
         return op_fail(e, r, "%s/%s: %s", a->obj.pool, vol, vol_error_cause(r));
-    *out = vol_json(pool_name(pool), &vi);
+    *out = vol_json(pool, vol, &vi);
     return 0;
 }
 
@@ -397,12 +415,12 @@ static int op_vol_create(const struct op_env *env UNUSED, struct pool *pool,
 
     if (r < 0)
         return vol_fail(e, a, r);
-    *out = vol_json(pool_name(pool), &vi);
+    *out = vol_json(pool, vi.name, &vi);
     return 0;
 }
 
 struct list_ctx {
-    const char *pool;
+    struct pool *pool;
     struct json_object *arr;
 };
 
@@ -410,7 +428,7 @@ static int list_one(void *ctx, const struct vol_info *vi)
 {
     struct list_ctx *lc = ctx;
 
-    json_object_array_add(lc->arr, vol_json(lc->pool, vi));
+    json_object_array_add(lc->arr, vol_json(lc->pool, vi->name, vi));
     return 0;
 }
 
@@ -418,7 +436,7 @@ static int list_one(void *ctx, const struct vol_info *vi)
 static int op_vol_list(const struct op_env *env UNUSED, struct pool *pool,
                        const struct cli_args *a UNUSED, struct json_object **out, struct op_err *e)
 {
-    struct list_ctx lc = {pool_name(pool), json_object_new_array()};
+    struct list_ctx lc = {pool, json_object_new_array()};
     int r = vol_list(pool, list_one, &lc);
 
     if (r < 0) {
@@ -465,15 +483,11 @@ static int op_vol_resize(const struct op_env *env, struct pool *pool, const stru
             return op_fail(e, -EBUSY, "volume %s is served to %u client(s); use --force", full, n);
         /* The volume layer never shrinks a volume under an open handle: a client would go
          * on writing past the new end, into space freed for others. */
-        r = vol_resize(pool, a->obj.vol, size);
-        if (r == -EBUSY)
-            return op_fail(e, r,
-                           "volume %s is served to %u client(s), and an open volume cannot "
-                           "shrink under its users: disconnect them first",
-                           full, n);
-    } else {
-        r = vol_resize(pool, a->obj.vol, size);
+        r = evict_clients(env, pool, a->obj.vol, "not shrunk", e);
+        if (r < 0)
+            return r;
     }
+    r = vol_resize(pool, a->obj.vol, size);
     if (r < 0)
         return vol_fail(e, a, r);
     return vol_result(pool, a->obj.vol, a, out, e);
@@ -501,14 +515,11 @@ static int op_vol_delete(const struct op_env *env, struct pool *pool, const stru
     snprintf(full, sizeof full, "%s/%s", a->obj.pool, a->obj.vol);
     if (n > 0 && !a->force)
         return op_fail(e, -EBUSY, "volume %s is served to %u client(s); use --force", full, n);
-    /* With --force the volume layer still refuses to delete an open volume: its clients
-     * would read and write freed space. */
+    /* With --force its clients are disconnected first: the volume layer never deletes an
+     * open volume, whose clients would read and write freed space. */
+    if (n > 0 && (r = evict_clients(env, pool, a->obj.vol, "not deleted", e)) < 0)
+        return r;
     r = vol_delete(pool, a->obj.vol);
-    if (r == -EBUSY && n > 0)
-        return op_fail(e, r,
-                       "volume %s is served to %u client(s), and an open volume cannot be "
-                       "deleted: disconnect them first",
-                       full, n);
     if (r < 0)
         return vol_fail(e, a, r);
     *out = json_object_new_object();
@@ -555,17 +566,17 @@ static int op_snap_create(const struct op_env *env UNUSED, struct pool *pool,
 }
 
 struct snap_list_ctx {
-    const char *pool, *vol;
+    struct pool *pool;
+    const char *vol;
     struct json_object *arr;
 };
 
 static int snap_list_one(void *ctx, const struct vol_info *vi)
 {
     struct snap_list_ctx *l = ctx;
-    struct json_object *o = vol_json(l->pool, vi);
-    char full[3 * NAME_MAX_LEN + 3];
-    snprintf(full, sizeof full, "%s/%s@%s", l->pool, l->vol, vi->name);
-    json_object_object_add(o, "name", json_object_new_string(full));
+    char point[2 * NAME_MAX_LEN + 2];
+    snap_full(l->vol, vi->name, point, sizeof point);
+    struct json_object *o = vol_json(l->pool, point, vi);
     json_object_object_add(o, "volume", json_object_new_string(l->vol));
     json_object_object_add(o, "snapshot", json_object_new_string(vi->name));
     json_object_array_add(l->arr, o);
@@ -575,7 +586,7 @@ static int snap_list_one(void *ctx, const struct vol_info *vi)
 static int op_snap_list(const struct op_env *env UNUSED, struct pool *pool,
                         const struct cli_args *a, struct json_object **out, struct op_err *e)
 {
-    struct snap_list_ctx l = {pool_name(pool), a->obj.vol, json_object_new_array()};
+    struct snap_list_ctx l = {pool, a->obj.vol, json_object_new_array()};
     int r = vol_snap_list(pool, a->obj.vol, snap_list_one, &l);
     if (r < 0) {
         json_object_put(l.arr);
@@ -623,12 +634,16 @@ static int op_snap_rollback(const struct op_env *env, struct pool *pool,
     char name[2 * NAME_MAX_LEN + 2];
     snap_full(a->obj.vol, a->obj.snap, name, sizeof name);
     unsigned n = served_to(env, pool, a->obj.vol);
-    /* Rolling back under a client would change its disk beneath its page cache; even with
-     * --force the volume layer refuses while the volume is open. */
-    if (n > 0)
-        return op_fail(e, -EBUSY,
-                       "volume %s/%s is served to %u client(s): disconnect them first%s",
-                       a->obj.pool, a->obj.vol, n, a->force ? " (--force cannot override)" : "");
+    /* Rolling back under a client would change its disk beneath its page cache: only with
+     * --force, which disconnects the clients first. */
+    if (n > 0 && !a->force)
+        return op_fail(e, -EBUSY, "volume %s/%s is served to %u client(s); use --force",
+                       a->obj.pool, a->obj.vol, n);
+    if (n > 0) {
+        int r = evict_clients(env, pool, a->obj.vol, "not rolled back", e);
+        if (r < 0)
+            return r;
+    }
     int r = vol_rollback(pool, name);
     if (r < 0)
         return op_fail(e, r, "%s/%s: %s", a->obj.pool, name, vol_error_cause(r));
@@ -710,6 +725,9 @@ const struct op *op_find(const char *name)
     for (size_t i = 0; i < ARRAY_SIZE(ops); i++)
         if (strcmp(ops[i].name, name) == 0)
             return &ops[i];
+    for (size_t i = 0; i < iscsi_nops; i++) /* cmd_iscsi.c */
+        if (strcmp(iscsi_ops[i].name, name) == 0)
+            return &iscsi_ops[i];
     return NULL;
 }
 
@@ -721,6 +739,7 @@ static const struct {
     {ARG_DELTA, "delta"},       {ARG_GRAIN, "grain"},   {ARG_FORCE, "force"},
     {ARG_NEW_NAME, "new_name"}, {ARG_MEMBER, "member"}, {ARG_SETTINGS, "settings"},
     {ARG_SNAP, "snap"},         {ARG_TO, "to"},         {ARG_VOLUMES, "volumes"},
+    {ARG_ISCSI, "iscsi"},
 };
 
 static int arg_name_field(struct json_object *v, const char *key, char *dst, size_t dstlen,
@@ -880,6 +899,11 @@ int op_args_decode(const struct op *op, struct json_object *args, struct cli_arg
                 if (decode_settings(v, a, e) < 0)
                     return e->err;
                 break;
+            case ARG_ISCSI: /* checked key by key by the iscsi.* operation */
+                if (!json_object_is_type(v, json_type_object))
+                    return op_fail(e, -EINVAL, "argument 'iscsi': expected an object");
+                a->iscsi = v;
+                break;
             }
         }
     }
@@ -925,6 +949,8 @@ struct json_object *op_args_encode(const struct op *op, const struct cli_args *a
     }
     if ((want & ARG_MEMBER) && a->nmembers > 0)
         jadd_str(o, "member", a->members[0]);
+    if ((want & ARG_ISCSI) && a->iscsi != NULL)
+        json_object_object_add(o, "iscsi", json_object_get(a->iscsi));
     if ((want & ARG_SETTINGS) && a->nsettings > 0) {
         struct json_object *s = json_object_new_object();
         for (unsigned i = 0; i < a->nsettings; i++)

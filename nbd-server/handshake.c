@@ -116,6 +116,9 @@ static bool export_open(struct nbd_conn *c, const char *name, struct opened *o)
 static void export_attach(struct nbd_conn *c, const char *name, struct opened *o)
 {
     c->vol = o->v;
+    pthread_mutex_lock(&c->srv->lock);
+    c->listed_vol = o->v;
+    pthread_mutex_unlock(&c->srv->lock);
     c->readonly = o->readonly;
     c->size = vol_size(o->v);
     c->grain = vol_grain_size(o->v);

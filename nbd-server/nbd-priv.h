@@ -95,6 +95,7 @@ struct nbd_conn {
     enum conn_state state;
     LIST_ENTRY(nbd_conn) link; /* in srv->conns, under the server lock */
     bool stop_pending;         /* stop_work posted and not yet run (server lock) */
+    struct vol *listed_vol;    /* vol once in transmission, for nbd_server_evict (server lock) */
     bool stopping;             /* nbd_server_stop asked us to finish */
     struct reactor_work start_work, stop_work;
 

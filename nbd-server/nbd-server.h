@@ -82,6 +82,15 @@ int nbd_server_start(const struct nbd_config *cfg, const struct nbd_exports *exp
  */
 int nbd_server_adopt(struct nbd_server *srv, int fd);
 
+/*
+ * Asks every connection in transmission whose volume @match accepts to finish: its requests
+ * in flight complete and are answered, then it is closed and its volume handed back through
+ * close(), as nbd_server_stop does for all. Returns at once; the caller sees the handles come
+ * back through close(). For pulling a volume from under its clients (delete, shrink,
+ * rollback with --force). Thread-safe; @match runs under the server's lock.
+ */
+void nbd_server_evict(struct nbd_server *srv, bool (*match)(void *ctx, struct vol *v), void *ctx);
+
 /* Connections not yet finished (closed and their volume handed back). Thread-safe. */
 unsigned nbd_server_connections(struct nbd_server *srv);
 

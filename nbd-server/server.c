@@ -6,6 +6,9 @@
  * connection goes to the next reactor in turn: it is listed (under the server lock) and its
  * start is posted to that reactor, where it then lives (conn.c).
  *
+ * Evicting stops the connections in transmission on given volumes the same way, leaving
+ * the others and the listener alone.
+ *
  * Stopping: the accept is cancelled on its reactor; each listed connection gets a stop
  * posted to its reactor (stop_pending keeps it from being freed while that work is queued);
  * a connection in transmission finishes its requests and replies, one still negotiating is
@@ -382,6 +385,21 @@ unsigned nbd_server_connections(struct nbd_server *srv)
     unsigned n = srv->nconns;
     pthread_mutex_unlock(&srv->lock);
     return n;
+}
+
+void nbd_server_evict(struct nbd_server *srv, bool (*match)(void *ctx, struct vol *v), void *ctx)
+{
+    pthread_mutex_lock(&srv->lock);
+    struct nbd_conn *c;
+    LIST_FOREACH(c, &srv->conns, link)
+    {
+        if (c->listed_vol && !c->stop_pending && match(ctx, c->listed_vol)) {
+            log_info("nbd: %s: disconnecting from %s", c->peer, vol_name(c->listed_vol));
+            c->stop_pending = true;
+            pool_reactor_post(c->reactor, &c->stop_work);
+        }
+    }
+    pthread_mutex_unlock(&srv->lock);
 }
 
 void nbd_server_stop(struct nbd_server *srv)

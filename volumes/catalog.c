@@ -385,9 +385,8 @@ static int written_range(void *ctx, uint64_t grain, uint64_t ngrains)
     return 0;
 }
 
-/* Fills @out for record @id whose live mapping root is @root. md lock. */
-static int fill_info(struct pool *pool, uint64_t id, const struct disk_volume *rec, pblk_t root,
-                     struct vol_info *out)
+/* Fills @out for record @id. */
+static void fill_info(uint64_t id, const struct disk_volume *rec, struct vol_info *out)
 {
     memset(out, 0, sizeof(*out));
     out->id = id;
@@ -396,6 +395,13 @@ static int fill_info(struct pool *pool, uint64_t id, const struct disk_volume *r
     out->grain_size = rec->grain_size;
     out->created_ns = rec->created_ns;
     out->lun = rec->flags & VOLF_LUN ? rec->lun : VOL_NO_LUN;
+}
+
+/* The space of record @id whose live mapping root is @root. md lock. */
+static int fill_space(struct pool *pool, uint64_t id, const struct disk_volume *rec, pblk_t root,
+                      struct vol_space *out)
+{
+    memset(out, 0, sizeof(*out));
     uint64_t blocks = 0, extents = 0, unique = 0;
     int r = thin_map_usage(pool, root, &blocks, &extents);
     if (r == 0)
@@ -468,7 +474,7 @@ int vol_create(struct pool *pool, const char *name, uint64_t size, uint32_t grai
         r = put_record(pool, id, &rec, false);
     }
     if (r == 0 && out)
-        r = fill_info(pool, id, &rec, root, out);
+        fill_info(id, &rec, out);
     return finish(pool, r);
 }
 
@@ -628,22 +634,45 @@ int vol_set_lun(struct pool *pool, const char *name, uint32_t lun)
     return finish(pool, r);
 }
 
+/* Finds @name and its newest record and live root: its open state's when open. md lock. */
+static int find_live(struct pool *pool, const char *name, uint64_t *id, struct disk_volume *rec,
+                     pblk_t *root)
+{
+    int r = catalog_find(pool, name, id, rec);
+    if (r < 0)
+        return r;
+    struct vols *vols = vols_of(pool);
+    pthread_mutex_lock(&vols->lock);
+    struct vstate *vs = open_state(vols, *id);
+    *root = vs ? vs->root : (pblk_t){rec->map_root};
+    if (vs)
+        *rec = vs->rec;
+    pthread_mutex_unlock(&vols->lock);
+    return 0;
+}
+
 int vol_get_info(struct pool *pool, const char *name, struct vol_info *out)
 {
-    pool_md_lock(pool);
     uint64_t id;
     struct disk_volume rec;
-    int r = catalog_find(pool, name, &id, &rec);
-    if (r == 0) {
-        struct vols *vols = vols_of(pool);
-        pthread_mutex_lock(&vols->lock);
-        struct vstate *vs = open_state(vols, id);
-        pblk_t root = vs ? vs->root : (pblk_t){rec.map_root};
-        if (vs)
-            rec = vs->rec;
-        pthread_mutex_unlock(&vols->lock);
-        r = fill_info(pool, id, &rec, root, out);
-    }
+    pblk_t root;
+    pool_md_lock(pool);
+    int r = find_live(pool, name, &id, &rec, &root);
+    pool_md_unlock(pool);
+    if (r == 0)
+        fill_info(id, &rec, out);
+    return r;
+}
+
+int vol_get_space(struct pool *pool, const char *name, struct vol_space *out)
+{
+    uint64_t id;
+    struct disk_volume rec;
+    pblk_t root;
+    pool_md_lock(pool);
+    int r = find_live(pool, name, &id, &rec, &root);
+    if (r == 0)
+        r = fill_space(pool, id, &rec, root, out);
     pool_md_unlock(pool);
     return r;
 }

@@ -47,8 +47,15 @@ struct vol_info {
     char name[NAME_MAX_LEN + 1];
     uint64_t size;          /* virtual size, bytes (a multiple of 4096) */
     uint32_t grain_size;    /* bytes */
-    /* Space, as zfs accounts it, exact as of the call (data only; map nodes are metadata,
-     * which pool_stat reports). */
+    uint64_t created_ns;    /* wall clock, ns since the epoch */
+    uint32_t lun;           /* its iSCSI LUN in the pool's target, or VOL_NO_LUN */
+};
+
+#define VOL_NO_LUN UINT32_MAX
+
+/* Space, as zfs accounts it: exact as of the call. Data only; map nodes are metadata, which
+ * pool_stat reports with the rest. */
+struct vol_space {
     uint64_t mapped_bytes;     /* virtual bytes backed by space */
     uint64_t referenced_bytes; /* physical bytes its map references, shared or not */
     uint64_t unique_bytes;     /* of those, the bytes no other volume or snapshot references:
@@ -56,11 +63,7 @@ struct vol_info {
     uint64_t written_bytes;    /* virtual bytes written since its previous snapshot (a
                                   volume: since its latest; a clone without snapshots: since
                                   its origin); all it maps when there is none */
-    uint64_t created_ns;    /* wall clock, ns since the epoch */
-    uint32_t lun;           /* its iSCSI LUN in the pool's target, or VOL_NO_LUN */
 };
-
-#define VOL_NO_LUN UINT32_MAX
 #define VOL_MAX_LUN 16383u /* LUNs 0..VOL_MAX_LUN (SAM-5 flat space addressing) */
 
 /* Prepares the catalog of an open pool (creates it when new). Call once after pool_open. */
@@ -75,6 +78,9 @@ int vol_rename(struct pool *pool, const char *from, const char *to);
  * and shrinking. */
 int vol_resize(struct pool *pool, const char *name, uint64_t new_size);
 int vol_get_info(struct pool *pool, const char *name, struct vol_info *out);
+/* The space of volume or snapshot @name. Walks its map (the unshared part twice) and the
+ * changes since its previous snapshot: for listings a user asked for, not for hot paths. */
+int vol_get_space(struct pool *pool, const char *name, struct vol_space *out);
 /* Gives volume or snapshot @name the iSCSI LUN @lun, or takes its LUN away (VOL_NO_LUN).
  * A volume gets the lowest free LUN when created; a snapshot has none until given one.
  * -EEXIST when another volume of the pool has @lun, -EINVAL when @lun > VOL_MAX_LUN. */

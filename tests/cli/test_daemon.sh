@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `cistern serve` as the daemon of the command line: every pool and volume command run
 # against a pool the daemon holds goes through its control socket (and import and export
-# through its NBD server), with valid JSON; a volume served to an NBD client is not deleted
-# or shrunk under it; settings from a configuration file, overridden by flags; a stale
+# through its NBD server), with valid JSON; a volume served to an NBD client is not deleted,
+# shrunk or rolled back under it, and is with --force, which disconnects the client first; settings from a configuration file, overridden by flags; a stale
 # control socket is replaced and a live one is not; malformed control requests get error
 # replies while the daemon keeps serving; SIGTERM stops it with status 0, and the pool is
 # consistent afterwards.
@@ -238,42 +238,55 @@ ok "vol resize (grow) while serving" -- vol resize tank/fresh --size 12M
 check "the export has the new size" bash -c \
     "[[ \$(timeout 20 nbdinfo --size 'nbd+unix:///tank/fresh?socket=$nbd') == $((12 * M)) ]]"
 
-# qemu-io holds a connection to tank/fresh open while it sleeps.
-served_before=$(grep -c 'serving "tank/fresh"' "$tmp/serve1.log")
-qemu-io -f raw -c 'sleep 60000' "nbd+unix:///tank/fresh?socket=$nbd" >/dev/null 2>&1 &
-holder=$!
-bg_pids+=($holder)
-for ((i = 0; i < 100; i++)); do
-    [[ $(grep -c 'serving "tank/fresh"' "$tmp/serve1.log") -gt $served_before ]] && break
-    sleep 0.1
-done
+# hold: starts qemu-io holding a connection to tank/fresh open while it sleeps, and waits
+# for the daemon to serve it.
+hold() {
+    local before i
+    before=$(grep -c 'serving "tank/fresh"' "$tmp/serve1.log")
+    qemu-io -f raw -c 'sleep 60000' "nbd+unix:///tank/fresh?socket=$nbd" >/dev/null 2>&1 &
+    holder=$!
+    bg_pids+=($holder)
+    for ((i = 0; i < 100; i++)); do
+        [[ $(grep -c 'serving "tank/fresh"' "$tmp/serve1.log") -gt $before ]] && return 0
+        sleep 0.1
+    done
+    fail "qemu-io did not connect to tank/fresh"
+}
+
+# release: ends the holder.
+release() {
+    kill "$holder" 2>/dev/null
+    wait "$holder" 2>/dev/null
+}
+
+hold
 fails "volume tank/fresh is served to 1 client\(s\); use --force" \
     "vol delete of a served volume" -- vol delete tank/fresh
 fails "volume tank/fresh is served to 1 client\(s\); use --force" \
     "vol resize (shrink) of a served volume" -- vol resize tank/fresh --size 4M
 fails "volume tank/fresh is served to 1 client\(s\); use --force" \
     "vol resize (relative shrink) of a served volume" -- vol resize tank/fresh --size -4M
-fails "served to 1 client\(s\), and an open volume cannot be deleted" \
-    "vol delete --force still refuses while the volume is open" -- vol delete tank/fresh --force
-fails "served to 1 client\(s\), and an open volume cannot shrink" \
-    "vol resize --force (shrink) still refuses while the volume is open" -- \
-    vol resize tank/fresh --size 4M --force
 ok "vol resize (grow) of a served volume" -- vol resize tank/fresh --size 16M
 ok "vol info of a served volume" -- vol info tank/fresh
-kill "$holder" 2>/dev/null
-wait "$holder" 2>/dev/null
-# The daemon hands the volume back a moment after the disconnection.
-checks=$((checks + 1))
-echo "checking: vol delete once the client is gone"
-deleted=false
-for ((i = 0; i < 50; i++)); do
-    if "$CISTERN" vol delete tank/fresh 2>"$tmp/err"; then
-        deleted=true
-        break
-    fi
-    sleep 0.1
-done
-$deleted || fail "vol delete after the client left: $(cat "$tmp/err")"
+ok "vol resize --force (shrink) disconnects the client first" -- \
+    vol resize tank/fresh --size 4M --force
+check "the daemon said it disconnected the client" grep -q 'disconnecting from fresh' "$tmp/serve1.log"
+check "the export has the new size" bash -c \
+    "[[ \$(timeout 20 nbdinfo --size 'nbd+unix:///tank/fresh?socket=$nbd') == $((4 * M)) ]]"
+release
+
+ok "snap create of a volume to roll back" -- snap create tank/fresh@before
+hold
+fails "volume tank/fresh is served to 1 client\(s\); use --force" \
+    "snap rollback of a served volume" -- snap rollback tank/fresh@before
+ok "snap rollback --force disconnects the client first" -- snap rollback tank/fresh@before --force
+release
+ok "snap delete" -- snap delete tank/fresh@before
+
+hold
+ok "vol delete --force disconnects the client first" -- vol delete tank/fresh --force
+fails "tank/fresh.*no such volume" "the deleted volume is gone" -- vol info tank/fresh
+release
 
 # ---------------------------------------------------------------------------------------
 # Malformed control requests: each answered with an error, the daemon keeps serving.

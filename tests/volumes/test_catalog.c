@@ -214,27 +214,27 @@ static void test_space(void **state)
     struct env *e = *state;
     static uint8_t buf[65536] __attribute__((aligned(4096)));
     struct vol *v;
-    struct vol_info vi, si;
+    struct vol_space vi, si;
     assert_int_equal(vol_create(e->pool, "s", VOLSIZE, 0, NULL), 0);
     assert_int_equal(vol_open(e->pool, "s", 0, &v), 0);
     memset(buf, 1, sizeof(buf));
     assert_int_equal(vol_pwrite(v, buf, sizeof(buf), 0, 0), 0);
-    assert_int_equal(vol_get_info(e->pool, "s", &vi), 0);
+    assert_int_equal(vol_get_space(e->pool, "s", &vi), 0);
     assert_int_equal(vi.referenced_bytes, 65536);
     assert_int_equal(vi.unique_bytes, 65536);
     assert_int_equal(vi.written_bytes, 65536);
     struct vol_snap_spec spec = {"s", "p"};
     assert_int_equal(vol_snapshot(e->pool, &spec, 1), 0);
-    assert_int_equal(vol_get_info(e->pool, "s", &vi), 0);
-    assert_int_equal(vol_get_info(e->pool, "s@p", &si), 0);
+    assert_int_equal(vol_get_space(e->pool, "s", &vi), 0);
+    assert_int_equal(vol_get_space(e->pool, "s@p", &si), 0);
     assert_int_equal(vi.unique_bytes, 0); /* all shared */
     assert_int_equal(si.unique_bytes, 0);
     assert_int_equal(vi.written_bytes, 0);
     assert_int_equal(si.written_bytes, 65536);
     memset(buf, 2, 8192);
     assert_int_equal(vol_pwrite(v, buf, 8192, 4096, 0), 0);
-    assert_int_equal(vol_get_info(e->pool, "s", &vi), 0);
-    assert_int_equal(vol_get_info(e->pool, "s@p", &si), 0);
+    assert_int_equal(vol_get_space(e->pool, "s", &vi), 0);
+    assert_int_equal(vol_get_space(e->pool, "s@p", &si), 0);
     assert_int_equal(vi.referenced_bytes, 65536);
     assert_int_equal(vi.unique_bytes, 8192);
     assert_int_equal(vi.written_bytes, 8192);
@@ -248,7 +248,7 @@ static void test_space(void **state)
     assert_int_equal(pool_commit(e->pool), 0);
     pool_stat(e->pool, &b);
     assert_true(a.allocated_blocks - b.allocated_blocks >= si.unique_bytes / CS_BLOCK_SIZE);
-    assert_int_equal(vol_get_info(e->pool, "s", &vi), 0);
+    assert_int_equal(vol_get_space(e->pool, "s", &vi), 0);
     assert_int_equal(vi.unique_bytes, 65536);
 }
 

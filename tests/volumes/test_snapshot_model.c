@@ -86,7 +86,7 @@ static size_t occurrences(const struct blocks *all, uint64_t b)
     return n;
 }
 
-/* The model's previous point of object @i (see vol_info.written_bytes), or -1. */
+/* The model's previous point of object @i (see vol_space.written_bytes), or -1. */
 static int previous_point(struct env *e, int i)
 {
     struct obj *o = &e->o[i];
@@ -126,8 +126,8 @@ static void check_space(struct env *e)
         struct obj *o = &e->o[i];
         if (!o->used)
             continue;
-        struct vol_info vi;
-        assert_int_equal(vol_get_info(e->pool, o->name, &vi), 0);
+        struct vol_space vi;
+        assert_int_equal(vol_get_space(e->pool, o->name, &vi), 0);
         uint64_t unique = 0;
         for (size_t k = 0; k < own[i].n; k++)
             unique += occurrences(&all, own[i].b[k]) == 1;

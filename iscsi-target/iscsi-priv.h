@@ -1,0 +1,385 @@
+/*
+ * iscsi-priv.h - what the files of the iSCSI target share: the server, a connection (which
+ * is also its session: one connection per session), a task, and the calls between
+ *
+ *   server.c      listening, accepting, stopping; the session table (reinstatement); the
+ *                 logical units shared by sessions; the service thread; the NOP ticker
+ *   conn.c        one connection's input pump, send queue and life cycle
+ *   pdu.c         the PDU reader (BHS, AHS, digests, data segment) and dispatch by opcode
+ *   text.c        key=value lists: parsing, negotiation of the operational keys
+ *   login.c       the login phase: stages, security negotiation, CHAP
+ *   session.c     a session's LUNs: lookup, opening on the service thread, nexus
+ *   fullfeature.c SCSI commands, Data-In/Out, R2T, NOP, Text, task management, logout
+ *
+ * Threads
+ *   A connection is touched only by the reactor that owns it, except for the fields guarded
+ *   by the server lock (the *_pending flags of posted work and its place in the server's
+ *   list) and its final freeing, which the service thread does once the reactor has let
+ *   go of it. Jobs posted to the service thread hold the connection (c->jobs).
+ */
+#ifndef CISTERN_ISCSI_PRIV_H
+#define CISTERN_ISCSI_PRIV_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "common/common.h"
+#include "iscsi-target/iscsi-proto.h"
+#include "iscsi-target/iscsi-target.h"
+#include "iscsi-target/scsi.h"
+#include "pool/pool.h"
+#include "volumes/volumes.h"
+
+#define ISCSI_IN_SIZE (64u << 10)     /* the input buffer */
+#define ISCSI_OUT_STAGE (256u << 10)  /* small output is gathered into one send up to this */
+#define ISCSI_LOGIN_DATA_MAX (64u << 10) /* text of a login or text request (continued) */
+#define ISCSI_LOGIN_SEGMENT 8192u     /* MaxRecvDataSegmentLength before it is negotiated */
+#define ISCSI_MAX_INFLIGHT_BYTES (256u << 20) /* task buffers per connection */
+#define ISCSI_MAX_IMMEDIATE 16        /* immediate commands in flight */
+#define ISCSI_MAX_LUNS_PER_SESSION 256 /* LUNs one session may have opened */
+
+enum conn_state {
+    CS_BHS,     /* reading a Basic Header Segment (48 bytes) */
+    CS_AHS,     /* reading the AHS and the header digest */
+    CS_DATA,    /* reading the data segment (into a task's buffer, the data buffer, or away) */
+    CS_TAIL,    /* reading the data segment's padding and digest */
+    CS_WAIT,    /* a header is read, but too much output waits for the initiator */
+    CS_CLOSING, /* no more input: finishing tasks in flight and their responses */
+    CS_DEAD,    /* socket shut down: waiting for operations to end, then freed */
+};
+
+enum conn_phase {
+    PH_LOGIN,  /* login PDUs only */
+    PH_FULL,   /* full feature phase */
+    PH_LOGOUT, /* a logout was accepted: its response goes out when the tasks are done */
+};
+
+const char *iscsi_state_name(enum conn_state s);
+
+struct iscsi_conn;
+struct iscsi_lu;
+
+/* A logical unit shared by sessions (server.c), keyed by pool uuid, volume id and LUN. */
+struct iscsi_lu {
+    LIST_ENTRY(iscsi_lu) link; /* in srv->lus (service thread only) */
+    uint8_t pool_uuid[16];
+    uint64_t vol_id;
+    uint64_t lun;
+    char target[ISCSI_NAME_MAX + 1];
+    struct vol *vol;
+    struct scsi_lu *lu;
+    unsigned refs; /* bindings */
+};
+
+/* One session's use of one LU: its nexus. Freed with the connection. */
+struct iscsi_binding {
+    struct iscsi_binding *next;
+    struct iscsi_lu *ilu;
+    struct scsi_nexus nx;
+    bool attached;
+};
+
+enum slu_state {
+    SLU_NONE,    /* not looked up (or stale) */
+    SLU_OPENING, /* a job on the service thread looks it up and opens it */
+    SLU_READY,   /* bound (b set), or known absent (b NULL) */
+};
+
+/* A LUN as one session sees it. */
+struct sess_lu {
+    uint64_t lun;
+    enum slu_state state;
+    uint64_t gen;              /* srv->lun_gen when looked up */
+    struct iscsi_binding *b;   /* NULL: no such LUN */
+    TAILQ_HEAD(, iscsi_task) waiting; /* tasks waiting for the lookup (wlink) */
+};
+
+struct iscsi_tmf;
+
+enum task_state {
+    TS_DATA_OUT, /* gathering Data-Out */
+    TS_READY,    /* data gathered; waiting for its CmdSN turn or its LUN */
+    TS_RUNNING,  /* in the SCSI layer */
+    TS_SENDING,  /* its response is queued; freed when sent */
+};
+
+struct r2t {
+    uint32_t ttt, off, len, got, datasn;
+};
+
+/* One SCSI command. */
+struct iscsi_task {
+    struct iscsi_conn *c;
+    TAILQ_ENTRY(iscsi_task) link;  /* c->tasks */
+    TAILQ_ENTRY(iscsi_task) wlink; /* slu->waiting, while its LUN is looked up */
+    bool waiting;
+    bool in_window;                /* counted in c->nwindow (no response queued yet) */
+    struct reactor_work done_work; /* the SCSI layer's done(), brought to our reactor */
+    enum task_state state;
+    uint32_t itt, cmdsn, edtl;
+    uint64_t lun;
+    uint8_t attr;
+    bool immediate, rd, wr;
+    bool ordered;  /* its CmdSN turn came (immediate tasks at once) */
+    bool aborted;  /* by a TMF: no response; freed when the SCSI layer is done */
+    struct iscsi_tmf *tmf;
+
+    /* Data-Out */
+    uint8_t *out;          /* EDTL bytes (NULL when EDTL is 0) */
+    uint32_t out_want;     /* bytes the command needs: min(EDTL, the CDB's) */
+    uint32_t out_got;      /* received, in order from offset 0 */
+    uint32_t unsol_end;    /* immediate plus unsolicited data end here */
+    bool unsol_open;       /* unsolicited Data-Out PDUs still expected */
+    uint32_t unsol_datasn;
+    uint32_t r2t_next;     /* the next offset to solicit */
+    uint32_t r2tsn, datasn_out; /* R2Ts sent (ExpDataSN for writes) */
+    unsigned nr2t;         /* outstanding R2Ts, oldest first */
+    struct r2t r2ts[ISCSI_MAX_OUTSTANDING_R2T];
+
+    /* Data-In */
+    uint8_t *in;
+    uint32_t in_size;
+    uint32_t datasn_in; /* Data-In PDUs sent */
+
+    size_t charged; /* bytes charged to c->inflight_bytes */
+    struct sess_lu *slu;
+    struct scsi_cmd sc;
+};
+
+/* A task management function waiting for aborted tasks to leave the SCSI layer. */
+struct iscsi_tmf {
+    uint32_t itt;
+    uint8_t response;
+    unsigned waiting;
+};
+
+/* A piece of output: bytes @data[off..len); when @task is set, sending the chunk frees it. */
+struct out_chunk {
+    struct out_chunk *next;
+    const uint8_t *data;
+    size_t len, off;
+    struct iscsi_task *task;
+    bool owned;
+    uint8_t bytes[];
+};
+
+/* The negotiated operational parameters of a session and connection. */
+struct iscsi_params {
+    uint32_t mrdsl_out;   /* the initiator's MaxRecvDataSegmentLength: our Data-In size */
+    uint32_t max_burst, first_burst;
+    uint32_t max_r2t;
+    uint32_t max_conn;
+    uint32_t t2w, t2r, erl;
+    bool initial_r2t, immediate_data;
+    bool header_digest, data_digest;
+};
+
+struct login_state;
+
+struct iscsi_conn {
+    struct iscsi_server *srv;
+    struct reactor *reactor;
+    int fd;
+    char peer[80];  /* "127.0.0.1:40112" */
+    char local[80]; /* our address on this connection, for TargetAddress */
+    enum conn_state state;
+    enum conn_phase phase;
+    LIST_ENTRY(iscsi_conn) link; /* srv->conns (server lock) */
+    bool stop_pending, tick_pending, kill_pending; /* posted work not yet run (lock) */
+    bool stopping;
+    struct reactor_work start_work, stop_work, tick_work, kill_work;
+    unsigned jobs; /* jobs on the service thread referring to the connection */
+
+    /* Input */
+    uint8_t *in;
+    size_t in_rd, in_wr;
+    bool want_active;
+    uint8_t *want_dst;
+    uint64_t want_len, want_got;
+    uint8_t bhs[ISCSI_BHS_SIZE];
+    uint8_t ahs[ISCSI_AHS_MAX + ISCSI_DIGEST_SIZE];
+    uint32_t ahs_len, dlen;
+    uint8_t tail[8];
+    uint8_t *data;        /* ISCSI_MAX_RECV_SEGMENT bytes: data of non-Data-Out PDUs */
+    uint8_t *data_dst;    /* where this PDU's data went (NULL: discarded) */
+    struct iscsi_task *rx_task; /* the task whose data is being read */
+    bool rx_pending, rx_direct;
+    struct io_op rx_op;
+    bool in_pump, pump_again;
+    unsigned busy;
+    bool released;
+    uint64_t last_rx_ns;
+
+    /* Output */
+    struct out_chunk *out_head, **out_tail;
+    uint64_t out_bytes;
+    uint8_t *stage;
+    size_t stage_len, stage_off;
+    struct out_chunk *tx_chunk;
+    bool tx_pending;
+    struct io_op tx_op;
+    struct io_op cancel_op;
+    bool cancel_pending;
+
+    /* Login and session */
+    struct login_state *login;
+    uint64_t login_start_ns;
+    char initiator[ISCSI_NAME_MAX + 1];
+    char target[ISCSI_NAME_MAX + 1];
+    uint8_t isid[6];
+    uint16_t tsih, cid;
+    bool discovery;
+    bool listed_session; /* in the server's session table */
+    struct iscsi_params p;
+    bool hdigest, ddigest; /* in force (from the full feature phase on) */
+
+    /* Full feature phase */
+    uint32_t statsn, exp_cmdsn, max_cmdsn;
+    TAILQ_HEAD(, iscsi_task) tasks;
+    unsigned ntasks, nimmediate;
+    uint64_t inflight_bytes;
+    uint32_t next_ttt;
+    struct sess_lu **luns;
+    unsigned nluns, capluns;
+    unsigned nwindow;  /* numbered tasks without a response yet: MaxCmdSN follows it */
+    uint8_t rx_reject; /* the PDU being read gets this Reject reason (0: none) */
+    bool rx_drop;      /* the PDU being read is dropped (out of the CmdSN window) */
+    bool logout_sent;
+    struct iscsi_binding *bindings; /* every binding ever made, freed with the connection */
+    uint64_t commands;
+    /* Text: a response too long for one PDU, continued */
+    char *text_rsp;
+    size_t text_len, text_off;
+    uint32_t text_ttt;
+    char *text_req; /* a request continued over several PDUs */
+    size_t text_req_len;
+    /* NOP pings */
+    uint32_t ping_ttt;
+    uint64_t ping_sent_ns; /* 0: none outstanding */
+    /* Logout */
+    uint32_t logout_itt;
+    uint8_t logout_reason;
+};
+
+struct iscsi_server {
+    struct iscsi_targets t;
+    void *ctx;
+    unsigned nop_interval_s, nop_timeout_s, login_timeout_s;
+
+    int lfd;
+    struct reactor *lreactor;
+    struct io_op accept_op, lcancel_op;
+    struct reactor_work lstart_work, lstop_work;
+    bool listening;
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stopping;
+    unsigned nconns;
+    unsigned next_reactor;
+    uint16_t next_tsih;
+    LIST_HEAD(, iscsi_conn) conns;
+    uint64_t lun_gen; /* atomic */
+
+    /* The service thread: LU opens, connection frees, LU destroys. */
+    pthread_t service;
+    bool service_stop;
+    struct svc_job *jobs_head, **jobs_tail;
+    LIST_HEAD(, iscsi_lu) lus; /* service thread only */
+
+    /* The ticker: NOP pings and login timeouts. */
+    pthread_t ticker;
+    bool ticker_stop;
+};
+
+/* server.c */
+void iscsi_conn_release(struct iscsi_conn *c); /* done on its reactor: free it elsewhere */
+void iscsi_conn_free(struct iscsi_conn *c);     /* memory only (service thread) */
+/* Registers a session that completed its login (TSIH assigned) and reinstates (ends) a
+ * session with the same initiator, ISID and target. Returns the login status. */
+uint16_t iscsi_session_register(struct iscsi_conn *c, uint16_t tsih_in);
+/* Posts a job to the service thread that resolves and opens @slu's LUN for @c. */
+int iscsi_lun_job(struct iscsi_conn *c, struct sess_lu *slu);
+uint64_t iscsi_lun_gen(struct iscsi_server *srv);
+
+/* conn.c */
+struct iscsi_conn *iscsi_conn_new(struct iscsi_server *srv, int fd, struct reactor *r);
+void iscsi_conn_want(struct iscsi_conn *c, void *dst, uint64_t len);
+void iscsi_conn_pump(struct iscsi_conn *c);
+void iscsi_conn_send_copy(struct iscsi_conn *c, const void *data, size_t len);
+void iscsi_conn_send_ref(struct iscsi_conn *c, const void *data, size_t len,
+                         struct iscsi_task *task);
+void iscsi_conn_flush(struct iscsi_conn *c);
+void iscsi_conn_kill(struct iscsi_conn *c, const char *why);
+void iscsi_conn_finish(struct iscsi_conn *c);
+void iscsi_conn_enter(struct iscsi_conn *c);
+void iscsi_conn_leave(struct iscsi_conn *c);
+void iscsi_conn_check_closing(struct iscsi_conn *c);
+
+/* pdu.c */
+void iscsi_rx_begin(struct iscsi_conn *c); /* -> CS_BHS */
+void iscsi_rx_input(struct iscsi_conn *c); /* the wanted bytes of a reading state arrived */
+bool iscsi_rx_admit(struct iscsi_conn *c); /* CS_WAIT: retry */
+/* Queues a PDU: @bhs (48 bytes; DataSegmentLength is filled in here), the header digest,
+ * @len bytes of @data (copied when @copy, else referred to until sent), padding and the
+ * data digest. @task, when set, is freed once the PDU has been sent. */
+void iscsi_send_pdu(struct iscsi_conn *c, uint8_t *bhs, const void *data, uint32_t len, bool copy,
+                    struct iscsi_task *task);
+void iscsi_send_reject(struct iscsi_conn *c, uint8_t reason, const uint8_t *bhs);
+/* Fills StatSN (advancing it when @advance), ExpCmdSN and MaxCmdSN at their offsets. */
+void iscsi_fill_sn(struct iscsi_conn *c, uint8_t *bhs, bool advance);
+
+/* text.c */
+struct kv {
+    const char *key, *value;
+};
+/* Splits @len bytes of "key=value\0" pairs (in place) into at most @max pairs. Returns the
+ * count or -EINVAL (a pair without '=', a key or value too long, too many pairs). */
+int iscsi_kv_parse(char *text, size_t len, struct kv *kv, int max);
+/* A growing key=value response. */
+struct kvbuf {
+    char *buf;
+    size_t len, cap;
+    bool oom;
+};
+void kvbuf_add(struct kvbuf *b, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void kvbuf_free(struct kvbuf *b);
+/*
+ * Negotiates one operational key of the login (or answers it NotUnderstood, Irrelevant or
+ * Reject); the answer goes to @rsp. @seen remembers the keys negotiated so far in this
+ * login (a key negotiated twice is a protocol error). Returns 0, or a login status when the
+ * key makes the login fail.
+ */
+uint16_t iscsi_negotiate_key(struct iscsi_conn *c, const struct kv *kv, struct kvbuf *rsp,
+                             uint32_t *seen);
+void iscsi_params_default(struct iscsi_params *p);
+/* Answers a SendTargets request with the targets @c's initiator may reach. */
+void iscsi_send_targets(struct iscsi_conn *c, const char *which, struct kvbuf *rsp);
+bool iscsi_name_valid(const char *name);
+
+/* login.c */
+void iscsi_login_pdu(struct iscsi_conn *c); /* a Login Request arrived (phase PH_LOGIN) */
+void iscsi_login_free(struct iscsi_conn *c);
+
+/* session.c */
+/* The sess_lu of @lun (created when new), or NULL when the session has too many. */
+struct sess_lu *iscsi_sess_lu(struct iscsi_conn *c, uint64_t lun);
+/* A job's answer arrived on the reactor: the binding (or NULL: no such LUN). */
+void iscsi_sess_lu_ready(struct iscsi_conn *c, struct sess_lu *slu, struct iscsi_binding *b);
+size_t iscsi_report_luns(void *ctx, uint64_t *luns, size_t max);
+void iscsi_sess_free(struct iscsi_conn *c); /* service thread: detaches, unrefs */
+
+/* fullfeature.c */
+/* A full feature PDU's header arrived: decide where its data goes (c->data_dst, c->rx_task)
+ * and whether to keep it. Returns false when the connection was killed. */
+bool iscsi_ff_header(struct iscsi_conn *c);
+void iscsi_ff_pdu(struct iscsi_conn *c); /* the whole PDU is in */
+void iscsi_task_free(struct iscsi_task *t);
+void iscsi_task_run(struct iscsi_task *t); /* a READY task's LUN is known: submit it */
+void iscsi_ff_tick(struct iscsi_conn *c, uint64_t now); /* NOP pings */
+void iscsi_ff_closing(struct iscsi_conn *c); /* input ended: drop tasks still gathering */
+
+#endif

@@ -1,0 +1,691 @@
+/*
+ * server.c - the iSCSI target: the listening socket, accepting, handing connections to
+ * reactors, the session table, the logical units shared by sessions, the service thread,
+ * the ticker, and stopping.
+ *
+ * Accepting works as in the NBD server: one reactor_accept pending on one reactor; each new
+ * connection goes to the next reactor in turn, is listed under the server lock, and its
+ * start is posted there.
+ *
+ * Sessions: a connection that completes a normal login is its session (MaxConnections is
+ * 1). The session table is the list of connections itself, searched under the lock by
+ * initiator name, ISID and target: a new login with the ISID of a live session reinstates
+ * it (RFC 7143 6.3.5): the old connection is killed on its reactor (its commands in flight
+ * finish, their responses are dropped).
+ *
+ * Logical units: opened on the service thread when a session first needs a LUN, kept in
+ * srv->lus (touched only by the service thread) with a count of the sessions bound to them,
+ * destroyed there when the last binding goes. scsi_lu_create/destroy and vol_close must not
+ * run on a reactor, and a lookup may read the catalog: the service thread does all of it,
+ * in order, and posts each answer back to the connection's reactor.
+ *
+ * The ticker thread wakes every second and posts a tick to every connection (tick_pending
+ * keeps a connection from being freed while its tick is queued): logins that take too long
+ * are dropped, and idle sessions are pinged (fullfeature.c).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "iscsi-target/iscsi-priv.h"
+
+enum job_kind {
+    JOB_LUN,       /* look a LUN up, open and bind it */
+    JOB_CONN_FREE, /* unbind a finished connection's LUs and free it */
+};
+
+struct svc_job {
+    struct svc_job *next;
+    enum job_kind kind;
+    struct iscsi_conn *c;
+    struct sess_lu *slu;
+    uint64_t lun;
+    struct iscsi_binding *old;    /* the binding the LUN had before it went stale */
+    struct iscsi_binding *result; /* NULL: no such LUN */
+    struct reactor_work work;
+};
+
+/* ------------------------------------------------------------------------------------------
+ * The service thread
+ */
+
+static void job_push(struct iscsi_server *srv, struct svc_job *j)
+{
+    pthread_mutex_lock(&srv->lock);
+    j->next = NULL;
+    *srv->jobs_tail = j;
+    srv->jobs_tail = &j->next;
+    pthread_cond_broadcast(&srv->cond);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+uint64_t iscsi_lun_gen(struct iscsi_server *srv)
+{
+    return __atomic_load_n(&srv->lun_gen, __ATOMIC_ACQUIRE);
+}
+
+void iscsi_server_luns_changed(struct iscsi_server *srv)
+{
+    if (srv)
+        __atomic_add_fetch(&srv->lun_gen, 1, __ATOMIC_ACQ_REL);
+}
+
+static void lu_unref(struct iscsi_server *srv, struct iscsi_lu *ilu)
+{
+    if (--ilu->refs > 0)
+        return;
+    LIST_REMOVE(ilu, link);
+    log_debug("iscsi: %s LUN %llu: closed", ilu->target, (unsigned long long)ilu->lun);
+    scsi_lu_destroy(ilu->lu);
+    srv->t.lun_close(srv->ctx, ilu->vol);
+    free(ilu);
+}
+
+/* The LU for (@target, @lun), opened if no session has it yet. */
+static struct iscsi_lu *lu_get(struct iscsi_server *srv, const char *target, uint64_t lun,
+                               const uint8_t uuid[16], uint64_t vol_id)
+{
+    struct iscsi_lu *ilu;
+    LIST_FOREACH(ilu, &srv->lus, link)
+    {
+        if (ilu->vol_id == vol_id && ilu->lun == lun && memcmp(ilu->pool_uuid, uuid, 16) == 0 &&
+            strcmp(ilu->target, target) == 0) {
+            ilu->refs++;
+            return ilu;
+        }
+    }
+    struct iscsi_lu_info info;
+    memset(&info, 0, sizeof info);
+    int r = srv->t.lun_open(srv->ctx, target, lun, &info);
+    if (r < 0) {
+        if (r != -ENOENT)
+            log_warn("iscsi: %s LUN %llu: cannot open: %s", target, (unsigned long long)lun,
+                     strerror(-r));
+        return NULL;
+    }
+    info.name[sizeof info.name - 1] = '\0';
+    ilu = calloc(1, sizeof(*ilu));
+    struct scsi_lu_config cfg = {
+        .vol = info.vol,
+        .readonly = info.readonly,
+        .lun = lun,
+        .vol_id = info.vol_id,
+        .name = info.name,
+    };
+    memcpy(cfg.pool_uuid, info.pool_uuid, 16);
+    if (!ilu || (r = scsi_lu_create(&cfg, &ilu->lu)) < 0) {
+        log_warn("iscsi: %s LUN %llu (%s): cannot create the logical unit: %s", target,
+                 (unsigned long long)lun, info.name, strerror(ilu ? -r : ENOMEM));
+        free(ilu);
+        srv->t.lun_close(srv->ctx, info.vol);
+        return NULL;
+    }
+    memcpy(ilu->pool_uuid, info.pool_uuid, 16);
+    ilu->vol_id = info.vol_id;
+    ilu->lun = lun;
+    snprintf(ilu->target, sizeof ilu->target, "%s", target);
+    ilu->vol = info.vol;
+    ilu->refs = 1;
+    LIST_INSERT_HEAD(&srv->lus, ilu, link);
+    log_info("iscsi: %s LUN %llu: %s%s", target, (unsigned long long)lun, info.name,
+             info.readonly ? " (read-only)" : "");
+    return ilu;
+}
+
+static void lun_job_done(struct reactor_work *w)
+{
+    struct svc_job *j = container_of(w, struct svc_job, work);
+    struct iscsi_conn *c = j->c;
+    iscsi_conn_enter(c);
+    c->jobs--;
+    if (j->result && j->result != j->old) {
+        j->result->next = c->bindings;
+        c->bindings = j->result;
+    }
+    iscsi_sess_lu_ready(c, j->slu, j->result);
+    free(j);
+    iscsi_conn_leave(c);
+}
+
+static void run_lun_job(struct iscsi_server *srv, struct svc_job *j)
+{
+    struct iscsi_conn *c = j->c;
+    uint8_t uuid[16];
+    uint64_t vol_id;
+    j->result = NULL;
+    if (srv->t.lun_resolve(srv->ctx, c->target, j->lun, uuid, &vol_id) == 0) {
+        struct iscsi_binding *old = j->old;
+        if (old && old->ilu->vol_id == vol_id && memcmp(old->ilu->pool_uuid, uuid, 16) == 0) {
+            j->result = old; /* the same volume: the binding stays */
+        } else {
+            struct iscsi_lu *ilu = lu_get(srv, c->target, j->lun, uuid, vol_id);
+            struct iscsi_binding *b = ilu ? calloc(1, sizeof(*b)) : NULL;
+            if (ilu && !b)
+                lu_unref(srv, ilu);
+            if (b) {
+                b->ilu = ilu;
+                snprintf(b->nx.initiator_port, sizeof b->nx.initiator_port,
+                         "%s,i,0x%02x%02x%02x%02x%02x%02x", c->initiator, c->isid[0], c->isid[1],
+                         c->isid[2], c->isid[3], c->isid[4], c->isid[5]);
+                snprintf(b->nx.target_port, sizeof b->nx.target_port, "%s,t,0x%04x", c->target,
+                         ISCSI_TPGT);
+                b->nx.rel_target_port = ISCSI_TPGT;
+                if (scsi_nexus_attach(ilu->lu, &b->nx) == 0) {
+                    b->attached = true;
+                    j->result = b;
+                } else {
+                    lu_unref(srv, ilu);
+                    free(b);
+                }
+            }
+        }
+    }
+    j->work.fn = lun_job_done;
+    pool_reactor_post(c->reactor, &j->work);
+}
+
+void iscsi_sess_free(struct iscsi_conn *c)
+{
+    struct iscsi_binding *b = c->bindings;
+    c->bindings = NULL;
+    while (b) {
+        struct iscsi_binding *next = b->next;
+        if (b->attached)
+            scsi_nexus_detach(b->ilu->lu, &b->nx);
+        lu_unref(c->srv, b->ilu);
+        free(b);
+        b = next;
+    }
+}
+
+static void run_free_job(struct iscsi_server *srv, struct svc_job *j)
+{
+    iscsi_sess_free(j->c);
+    iscsi_conn_free(j->c);
+    pthread_mutex_lock(&srv->lock);
+    srv->nconns--;
+    pthread_cond_broadcast(&srv->cond);
+    pthread_mutex_unlock(&srv->lock);
+    free(j);
+}
+
+static void *service_main(void *arg)
+{
+    struct iscsi_server *srv = arg;
+    pthread_mutex_lock(&srv->lock);
+    for (;;) {
+        while (!srv->jobs_head && !srv->service_stop)
+            pthread_cond_wait(&srv->cond, &srv->lock);
+        struct svc_job *j = srv->jobs_head;
+        if (!j)
+            break;
+        srv->jobs_head = j->next;
+        if (!srv->jobs_head)
+            srv->jobs_tail = &srv->jobs_head;
+        pthread_mutex_unlock(&srv->lock);
+        if (j->kind == JOB_LUN)
+            run_lun_job(srv, j);
+        else
+            run_free_job(srv, j);
+        pthread_mutex_lock(&srv->lock);
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return NULL;
+}
+
+int iscsi_lun_job(struct iscsi_conn *c, struct sess_lu *slu)
+{
+    struct svc_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return -ENOMEM;
+    j->kind = JOB_LUN;
+    j->c = c;
+    j->slu = slu;
+    j->lun = slu->lun;
+    j->old = slu->b;
+    c->jobs++;
+    job_push(c->srv, j);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Connections: freeing, the session table
+ */
+
+void iscsi_conn_free(struct iscsi_conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    while (c->out_head) {
+        struct out_chunk *ch = c->out_head;
+        c->out_head = ch->next;
+        free(ch);
+    }
+    iscsi_login_free(c);
+    for (unsigned i = 0; i < c->nluns; i++)
+        free(c->luns[i]);
+    free(c->luns);
+    free(c->text_rsp);
+    free(c->text_req);
+    free(c->in);
+    free(c->data);
+    free(c->stage);
+    free(c);
+}
+
+void iscsi_conn_release(struct iscsi_conn *c)
+{
+    struct iscsi_server *srv = c->srv;
+    pthread_mutex_lock(&srv->lock);
+    if (c->stop_pending || c->tick_pending || c->kill_pending) {
+        /* Posted work still refers to c; it releases again when it has run. */
+        c->released = false;
+        pthread_mutex_unlock(&srv->lock);
+        return;
+    }
+    LIST_REMOVE(c, link);
+    pthread_mutex_unlock(&srv->lock);
+    struct svc_job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        /* Rare: finish it here (closing a volume here risks waiting on this reactor). */
+        iscsi_sess_free(c);
+        iscsi_conn_free(c);
+        pthread_mutex_lock(&srv->lock);
+        srv->nconns--;
+        pthread_cond_broadcast(&srv->cond);
+        pthread_mutex_unlock(&srv->lock);
+        return;
+    }
+    j->kind = JOB_CONN_FREE;
+    j->c = c;
+    job_push(srv, j);
+}
+
+static void kill_work_fn(struct reactor_work *w)
+{
+    struct iscsi_conn *c = container_of(w, struct iscsi_conn, kill_work);
+    iscsi_conn_enter(c);
+    pthread_mutex_lock(&c->srv->lock);
+    c->kill_pending = false;
+    pthread_mutex_unlock(&c->srv->lock);
+    iscsi_conn_kill(c, "session reinstated by a new login");
+    iscsi_conn_leave(c);
+}
+
+uint16_t iscsi_session_register(struct iscsi_conn *c, uint16_t tsih_in)
+{
+    struct iscsi_server *srv = c->srv;
+    uint16_t status = LOGIN_OK;
+    pthread_mutex_lock(&srv->lock);
+    struct iscsi_conn *o;
+    bool found_tsih = false;
+    LIST_FOREACH(o, &srv->conns, link)
+    {
+        if (o == c || !o->listed_session || o->discovery != c->discovery ||
+            memcmp(o->isid, c->isid, 6) != 0 || strcmp(o->initiator, c->initiator) != 0 ||
+            strcmp(o->target, c->target) != 0)
+            continue;
+        if (tsih_in != 0) {
+            if (o->tsih != tsih_in)
+                continue;
+            if (o->cid != c->cid) {
+                /* Another connection to a session of one connection. */
+                status = LOGIN_TOO_MANY_CONNECTIONS;
+                break;
+            }
+            found_tsih = true;
+        }
+        /* Reinstatement: the old session ends; at ERL 0 its tasks are not carried over. */
+        o->listed_session = false;
+        if (!o->kill_pending && !o->stop_pending) {
+            o->kill_pending = true;
+            o->kill_work.fn = kill_work_fn;
+            pool_reactor_post(o->reactor, &o->kill_work);
+        }
+        log_info("iscsi: %s: %s reinstates the session of %s (TSIH %u)", c->peer, c->initiator,
+                 o->peer, o->tsih);
+    }
+    if (status == LOGIN_OK && tsih_in != 0 && !found_tsih)
+        status = LOGIN_NO_SESSION;
+    if (status == LOGIN_OK) {
+        if (tsih_in != 0) {
+            c->tsih = tsih_in;
+        } else {
+            do {
+                c->tsih = ++srv->next_tsih;
+            } while (c->tsih == 0);
+        }
+        c->listed_session = true;
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return status;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Accepting
+ */
+
+static int conn_add(struct iscsi_server *srv, int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+
+    pthread_mutex_lock(&srv->lock);
+    unsigned i = srv->next_reactor++;
+    bool stopping = srv->stopping;
+    pthread_mutex_unlock(&srv->lock);
+    if (stopping) {
+        close(fd);
+        return -ESHUTDOWN;
+    }
+    struct reactor *r = pool_reactor_get(i);
+    struct iscsi_conn *c = r ? iscsi_conn_new(srv, fd, r) : NULL;
+    if (!c) {
+        log_err("iscsi: out of memory for a new connection");
+        close(fd);
+        return -ENOMEM;
+    }
+    pthread_mutex_lock(&srv->lock);
+    if (srv->stopping) {
+        pthread_mutex_unlock(&srv->lock);
+        iscsi_conn_free(c);
+        return -ESHUTDOWN;
+    }
+    LIST_INSERT_HEAD(&srv->conns, c, link);
+    srv->nconns++;
+    pool_reactor_post(r, &c->start_work);
+    pthread_mutex_unlock(&srv->lock);
+    return 0;
+}
+
+int iscsi_server_adopt(struct iscsi_server *srv, int fd)
+{
+    return conn_add(srv, fd);
+}
+
+static void accept_done(struct io_op *op, int res);
+
+static void accept_arm(struct iscsi_server *srv)
+{
+    srv->accept_op.done = accept_done;
+    reactor_accept(srv->lfd, &srv->accept_op);
+}
+
+static void listener_end(struct iscsi_server *srv)
+{
+    close(srv->lfd);
+    srv->lfd = -1;
+    pthread_mutex_lock(&srv->lock);
+    srv->listening = false;
+    pthread_cond_broadcast(&srv->cond);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+static void accept_done(struct io_op *op, int res)
+{
+    struct iscsi_server *srv = container_of(op, struct iscsi_server, accept_op);
+    pthread_mutex_lock(&srv->lock);
+    bool stopping = srv->stopping;
+    pthread_mutex_unlock(&srv->lock);
+    if (res >= 0) {
+        if (stopping)
+            close(res);
+        else
+            conn_add(srv, res);
+    } else if (!stopping && res != -ECANCELED) {
+        log_warn("iscsi: accept failed: %s", strerror(-res));
+        if (res == -EMFILE || res == -ENFILE)
+            usleep(10000); /* no descriptors: let connections end before trying again */
+    }
+    if (stopping || res == -ECANCELED) {
+        listener_end(srv);
+        return;
+    }
+    accept_arm(srv);
+}
+
+static void listener_start_work(struct reactor_work *w)
+{
+    struct iscsi_server *srv = container_of(w, struct iscsi_server, lstart_work);
+    accept_arm(srv);
+}
+
+static void lcancel_done(struct io_op *op UNUSED, int res UNUSED)
+{
+}
+
+static void listener_stop_work(struct reactor_work *w)
+{
+    struct iscsi_server *srv = container_of(w, struct iscsi_server, lstop_work);
+    srv->lcancel_op.done = lcancel_done;
+    reactor_cancel(&srv->accept_op, &srv->lcancel_op);
+}
+
+static int listen_inet(struct iscsi_server *srv, const char *addr)
+{
+    char host[256];
+    const char *colon = strrchr(addr, ':');
+    if (!colon || !colon[1]) {
+        log_err("iscsi: listen address \"%s\": expected ADDR:PORT", addr);
+        return -EINVAL;
+    }
+    size_t hl = (size_t)(colon - addr);
+    if (hl >= sizeof host)
+        return -EINVAL;
+    memcpy(host, addr, hl);
+    host[hl] = '\0';
+    char *h = host;
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        host[hl - 1] = '\0';
+        h = host + 1;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV},
+                    *res;
+    int g = getaddrinfo(*h ? h : NULL, colon + 1, &hints, &res);
+    if (g != 0) {
+        log_err("iscsi: listen address \"%s\": %s", addr, gai_strerror(g));
+        return -EINVAL;
+    }
+    int err = -EADDRNOTAVAIL;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            err = -errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+            err = -errno;
+            close(fd);
+            continue;
+        }
+        srv->lfd = fd;
+        err = 0;
+        break;
+    }
+    freeaddrinfo(res);
+    if (err < 0)
+        log_err("iscsi: cannot listen on %s: %s", addr, strerror(-err));
+    return err;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The ticker
+ */
+
+static void tick_work_fn(struct reactor_work *w)
+{
+    struct iscsi_conn *c = container_of(w, struct iscsi_conn, tick_work);
+    iscsi_conn_enter(c);
+    pthread_mutex_lock(&c->srv->lock);
+    c->tick_pending = false;
+    pthread_mutex_unlock(&c->srv->lock);
+    uint64_t now = now_ns();
+    if (c->phase == PH_LOGIN && c->state < CS_CLOSING &&
+        now - c->login_start_ns > (uint64_t)c->srv->login_timeout_s * 1000000000ull)
+        iscsi_conn_kill(c, "login not completed in time");
+    else if (c->phase != PH_LOGIN)
+        iscsi_ff_tick(c, now);
+    iscsi_conn_leave(c);
+}
+
+static void *ticker_main(void *arg)
+{
+    struct iscsi_server *srv = arg;
+    pthread_mutex_lock(&srv->lock);
+    while (!srv->ticker_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&srv->cond, &srv->lock, &ts);
+        if (srv->ticker_stop || srv->stopping)
+            continue;
+        struct iscsi_conn *c;
+        LIST_FOREACH(c, &srv->conns, link)
+        {
+            if (!c->tick_pending) {
+                c->tick_pending = true;
+                c->tick_work.fn = tick_work_fn;
+                pool_reactor_post(c->reactor, &c->tick_work);
+            }
+        }
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Start and stop
+ */
+
+int iscsi_server_start(const struct iscsi_config *cfg, const struct iscsi_targets *targets,
+                       void *ctx, struct iscsi_server **out)
+{
+    *out = NULL;
+    if (!targets || !targets->login || !targets->list || !targets->luns ||
+        !targets->lun_resolve || !targets->lun_open || !targets->lun_close)
+        return -EINVAL;
+    struct iscsi_server *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return -ENOMEM;
+    srv->t = *targets;
+    srv->ctx = ctx;
+    srv->lfd = -1;
+    srv->nop_interval_s = cfg->nop_interval_s ? cfg->nop_interval_s : 10;
+    srv->nop_timeout_s = cfg->nop_timeout_s ? cfg->nop_timeout_s : 30;
+    srv->login_timeout_s = cfg->login_timeout_s ? cfg->login_timeout_s : 30;
+    srv->jobs_tail = &srv->jobs_head;
+    pthread_mutex_init(&srv->lock, NULL);
+    pthread_cond_init(&srv->cond, NULL);
+    LIST_INIT(&srv->conns);
+    LIST_INIT(&srv->lus);
+
+    int r = 0;
+    bool service = false;
+    if (cfg->listen)
+        r = listen_inet(srv, cfg->listen);
+    if (r == 0 && !pool_reactor_get(0))
+        r = -ENOMEM;
+    if (r == 0) {
+        r = -pthread_create(&srv->service, NULL, service_main, srv);
+        service = r == 0;
+    }
+    if (r == 0)
+        r = -pthread_create(&srv->ticker, NULL, ticker_main, srv);
+    if (r < 0) {
+        if (service) {
+            pthread_mutex_lock(&srv->lock);
+            srv->service_stop = true;
+            pthread_cond_broadcast(&srv->cond);
+            pthread_mutex_unlock(&srv->lock);
+            pthread_join(srv->service, NULL);
+        }
+        if (srv->lfd >= 0)
+            close(srv->lfd);
+        pthread_mutex_destroy(&srv->lock);
+        pthread_cond_destroy(&srv->cond);
+        free(srv);
+        return r;
+    }
+    if (srv->lfd >= 0) {
+        srv->listening = true;
+        srv->lreactor = pool_reactor_get(0);
+        srv->lstart_work.fn = listener_start_work;
+        pool_reactor_post(srv->lreactor, &srv->lstart_work);
+    }
+    *out = srv;
+    return 0;
+}
+
+unsigned iscsi_server_connections(struct iscsi_server *srv)
+{
+    pthread_mutex_lock(&srv->lock);
+    unsigned n = srv->nconns;
+    pthread_mutex_unlock(&srv->lock);
+    return n;
+}
+
+static void stop_work_fn(struct reactor_work *w)
+{
+    struct iscsi_conn *c = container_of(w, struct iscsi_conn, stop_work);
+    iscsi_conn_enter(c);
+    pthread_mutex_lock(&c->srv->lock);
+    c->stop_pending = false;
+    pthread_mutex_unlock(&c->srv->lock);
+    c->stopping = true;
+    if (c->phase == PH_LOGIN)
+        iscsi_conn_kill(c, NULL);
+    else
+        iscsi_conn_finish(c);
+    iscsi_conn_leave(c);
+}
+
+void iscsi_server_stop(struct iscsi_server *srv)
+{
+    if (!srv)
+        return;
+    pthread_mutex_lock(&srv->lock);
+    srv->stopping = true;
+    if (srv->listening) {
+        srv->lstop_work.fn = listener_stop_work;
+        pool_reactor_post(srv->lreactor, &srv->lstop_work);
+    }
+    struct iscsi_conn *c;
+    LIST_FOREACH(c, &srv->conns, link)
+    {
+        if (!c->stop_pending) {
+            c->stop_pending = true;
+            c->stop_work.fn = stop_work_fn;
+            pool_reactor_post(c->reactor, &c->stop_work);
+        }
+    }
+    while (srv->listening || srv->nconns > 0)
+        pthread_cond_wait(&srv->cond, &srv->lock);
+    srv->ticker_stop = true;
+    srv->service_stop = true;
+    pthread_cond_broadcast(&srv->cond);
+    pthread_mutex_unlock(&srv->lock);
+    pthread_join(srv->ticker, NULL);
+    pthread_join(srv->service, NULL); /* it empties its queue first */
+
+    while (!LIST_EMPTY(&srv->lus)) {
+        struct iscsi_lu *ilu = LIST_FIRST(&srv->lus);
+        log_warn("iscsi: %s LUN %llu still bound at stop", ilu->target,
+                 (unsigned long long)ilu->lun);
+        ilu->refs = 1;
+        lu_unref(srv, ilu);
+    }
+    pthread_mutex_destroy(&srv->lock);
+    pthread_cond_destroy(&srv->cond);
+    free(srv);
+}
