@@ -503,7 +503,12 @@ static int run_status(const struct cli *cli, const struct cli_args *a, const str
     printf("reserve:      %s\n", size_str(res_u64(o, "reserve"), a->parsable, b[3]));
     printf("cache:        %s used of %s\n", size_str(res_u64(o, "cache_used"), a->parsable, b[4]),
            size_str(res_u64(o, "cache_bytes"), a->parsable, b[5]));
-    printf("volumes:      %" PRIu64 "\n", res_u64(o, "volumes"));
+    printf("volumes:      %" PRIu64 ", referencing %s, %s of it their own\n",
+           res_u64(o, "volumes"), size_str(res_u64(o, "referenced"), a->parsable, b[0]),
+           size_str(res_u64(o, "unique"), a->parsable, b[1]));
+    printf("snapshots:    %" PRIu64 ", referencing %s, %s of it their own\n",
+           res_u64(o, "snapshots"), size_str(res_u64(o, "snapshots_referenced"), a->parsable, b[2]),
+           size_str(res_u64(o, "snapshots_unique"), a->parsable, b[3]));
     printf("settings:     cache_bytes=%s dirty_bound=%s commit_interval_ms=%" PRIu64
            " low_space_pct=%" PRIu64 "\n",
            size_str(res_u64(s, "cache_bytes"), a->parsable, b[0]),

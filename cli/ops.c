@@ -128,10 +128,37 @@ static int vol_fail(struct op_err *e, const struct cli_args *a, int err)
     return op_fail(e, err, "%s/%s: %s", a->obj.pool, a->obj.vol, vol_error_cause(err));
 }
 
-static int count_vol(void *ctx, const struct vol_info *vi UNUSED)
+/* Pool totals of the volumes' and snapshots' space (pool.status). */
+struct totals {
+    struct pool *pool;
+    const char *vol; /* while walking its snapshots */
+    unsigned volumes, snapshots;
+    uint64_t referenced, unique, snap_referenced, snap_unique;
+};
+
+static int total_snap(void *ctx, const struct vol_info *vi)
 {
-    (*(unsigned *)ctx)++;
-    return 0;
+    struct totals *t = ctx;
+    char point[2 * NAME_MAX_LEN + 2];
+    struct vol_space sp;
+    snprintf(point, sizeof point, "%s@%s", t->vol, vi->name);
+    int r = vol_get_space(t->pool, point, &sp);
+    t->snapshots++;
+    t->snap_referenced += sp.referenced_bytes;
+    t->snap_unique += sp.unique_bytes;
+    return r;
+}
+
+static int total_vol(void *ctx, const struct vol_info *vi)
+{
+    struct totals *t = ctx;
+    struct vol_space sp;
+    int r = vol_get_space(t->pool, vi->name, &sp);
+    t->volumes++;
+    t->referenced += sp.referenced_bytes;
+    t->unique += sp.unique_bytes;
+    t->vol = vi->name;
+    return r < 0 ? r : vol_snap_list(t->pool, vi->name, total_snap, t);
 }
 
 /* NBD connections that have the volume open (0 outside the daemon). */
@@ -188,12 +215,12 @@ static int op_pool_status(const struct op_env *env UNUSED, struct pool *pool,
     struct json_object *o, *m, *s;
     struct pool_stats st;
     char uuid[UUID_STR_LEN];
-    unsigned nvols = 0;
+    struct totals t = {.pool = pool};
     int r;
 
     pool_stat(pool, &st);
     uuid_format(st.uuid, uuid);
-    r = vol_list(pool, count_vol, &nvols);
+    r = vol_list(pool, total_vol, &t);
     if (r < 0)
         return op_fail(e, r, "%s: cannot list volumes: %s", pool_name(pool), strerror(-r));
 
@@ -212,7 +239,14 @@ static int op_pool_status(const struct op_env *env UNUSED, struct pool *pool,
     jadd_u64(o, "cache_bytes", st.cache_bytes);
     jadd_u64(o, "cache_used", st.cache_used_bytes);
     jadd_u64(o, "dirty", st.dirty_bytes);
-    json_object_object_add(o, "volumes", json_object_new_int((int)nvols));
+    json_object_object_add(o, "volumes", json_object_new_int((int)t.volumes));
+    json_object_object_add(o, "snapshots", json_object_new_int((int)t.snapshots));
+    /* Space as the volumes see it: what they reference (sharing counted in each), what only
+     * they hold, and the same for the snapshots. */
+    jadd_u64(o, "referenced", t.referenced);
+    jadd_u64(o, "unique", t.unique);
+    jadd_u64(o, "snapshots_referenced", t.snap_referenced);
+    jadd_u64(o, "snapshots_unique", t.snap_unique);
     json_object_object_add(o, "low_space", json_object_new_boolean(st.low_space));
     for (unsigned i = 0; i < st.nmembers; i++) {
         struct pool_member_info mi;
