@@ -468,6 +468,7 @@ static bool cmd_header(struct iscsi_conn *c)
         return true;
     }
     t->c = c;
+    t->sc.priv = t;
     t->itt = itt;
     t->cmdsn = sn;
     t->edtl = edtl;
