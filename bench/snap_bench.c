@@ -533,6 +533,7 @@ static int run_io(const struct opts *o)
                o->span, o->snaps, o->between, o->qd, o->rounds, o->seconds);
         printf("  \"create_first10_median_ms\": %.3f, \"create_last10_median_ms\": %.3f,\n",
                (double)first / 1e6, (double)last / 1e6);
+        print_times("create_ms", ns, o->snaps);
         printf(
             "  \"read_iops\": {\"plain\": %.0f, \"snapped\": %.0f, \"oldest_snapshot\": %.0f},\n",
             acc_iops(&rd[0]), acc_iops(&rd[1]), acc_iops(&rd[2]));
