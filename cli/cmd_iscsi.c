@@ -388,10 +388,6 @@ static int op_iscsi_auth(const struct op_env *env, struct pool *pool, const stru
         return op_fail(e, -EINVAL, "iscsi: a CHAP user and its secret go together");
     if (!mu != !ms)
         return op_fail(e, -EINVAL, "iscsi: a mutual CHAP user and its secret go together");
-    if (sec && ms && strcmp(sec, ms) == 0)
-        return op_fail(e, -EINVAL, "iscsi: the mutual CHAP secret must differ from the "
-                                   "initiator's (RFC 7143 12.1.3)");
-
     r = iscsi_conf_load(env->state_dir, &conf);
     if (r < 0)
         return op_fail(e, r, "%s/%s: cannot read the iSCSI settings: %s", env->state_dir,
@@ -405,6 +401,15 @@ static int op_iscsi_auth(const struct op_env *env, struct pool *pool, const stru
     {
         if (strcmp(key, "clear") != 0)
             json_object_object_add(t, key, json_object_get(val));
+    }
+    /* The secrets as they will be, new or kept: one secret both ways would let an attacker
+     * reflect the target's challenge (RFC 7143 12.1.3). */
+    get_str(t, "chap_secret", &sec, e);
+    get_str(t, "mutual_secret", &ms, e);
+    if (sec && ms && strcmp(sec, ms) == 0) {
+        json_object_put(conf);
+        return op_fail(e, -EINVAL, "iscsi: the mutual CHAP secret must differ from the "
+                                   "initiator's (RFC 7143 12.1.3)");
     }
     r = iscsi_conf_save(env->state_dir, conf);
     json_object_put(conf);
