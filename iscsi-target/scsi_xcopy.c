@@ -6,13 +6,11 @@
  * process by their NAA designator (the registry in scsi_lu.c), and block-to-block segment
  * descriptors (02h). The whole parameter list is checked before any block moves: lengths,
  * descriptor counts and codes, target indexes, every segment's range on both LUs, and write
- * protection of every destination. Then the segments run in order, each as reads from the
- * source volume and writes to the destination through the destination LU's range lock (so
- * COMPARE AND WRITE stays atomic there too), a chunk at a time.
- *
- * The copy of one chunk is copy_chunk(): the one place to call a shared-extent copy of the
- * volume layer once it has one (same pool: map the destination range to the source's
- * extents instead of moving data).
+ * protection of every destination. Then the segments run in order, each under the destination
+ * LU's range lock (so COMPARE AND WRITE stays atomic there too). A segment between volumes of
+ * one pool, in whole grains, is copied by sharing (vol_copy_submit: the destination is mapped
+ * to the source's data, nothing moves), all at once; any other is read from the source and
+ * written to the destination a chunk at a time.
  *
  * Errors after the list was accepted are COPY ABORTED, with the segment reached; the outcome
  * is kept (per LU, the last XCOPY_STATUS_KEEP lists that asked for it) for RECEIVE COPY
@@ -48,9 +46,13 @@ struct xcopy {
     unsigned cur;       /* segment running */
     uint64_t done;      /* blocks of it copied */
     uint64_t chunk;     /* blocks in flight */
+    uint64_t at;        /* where they are in the segment */
     uint64_t bytes;     /* copied in all */
     uint8_t list_id;
     bool keep_status;
+    bool no_share;      /* the current segment cannot be shared: move its data */
+    struct vol_copy vc; /* a copy by sharing in flight */
+    struct scsi_io *io;
 };
 
 /* ---------------------------------------------------------------------------------------- */
@@ -194,7 +196,7 @@ static void chunk_dst_locked(struct scsi_io *io)
     uint32_t flags = dl->mode.wce ? 0 : VOL_FUA;
     pthread_mutex_unlock(&dl->lock);
     io->vol = dl->vol;
-    scsi_io_submit(io, VOL_OP_WRITE, flags, (s->dst_lba + x->done) * SCSI_BLOCK,
+    scsi_io_submit(io, VOL_OP_WRITE, flags, (s->dst_lba + x->at) * SCSI_BLOCK,
                    x->chunk * SCSI_BLOCK, io->buf, chunk_written);
 }
 
@@ -207,20 +209,65 @@ static void chunk_read(struct scsi_io *io, int res)
         xcopy_finish(io, false);
         return;
     }
-    scsi_io_lock_on(io, x->tgt[s->dst], s->dst_lba + x->done, x->chunk, false,
+    scsi_io_lock_on(io, x->tgt[s->dst], s->dst_lba + x->at, x->chunk, false,
                     chunk_dst_locked);
 }
 
-/* Copies the next chunk of the current segment. A shared-extent copy in the volume layer
- * (source and destination in one pool) would replace the read and the write here. */
-static void copy_chunk(struct scsi_io *io)
+/* Copies the next chunk of the current segment by moving its data. */
+static void copy_chunk_data(struct scsi_io *io)
 {
     struct xcopy *x = io->ctx;
     const struct xseg *s = &x->seg[x->cur];
     x->chunk = MIN((uint64_t)(s->n - x->done), (uint64_t)(XCOPY_CHUNK / SCSI_BLOCK));
+    /* A segment reads as if read whole before it is written: when it moves forward over
+     * itself, the chunks go from its end. */
+    bool backward = x->tgt[s->src] == x->tgt[s->dst] && s->dst_lba > s->src_lba &&
+                    s->dst_lba < s->src_lba + s->n;
+    x->at = backward ? s->n - x->done - x->chunk : x->done;
     io->vol = x->tgt[s->src]->vol;
-    scsi_io_submit(io, VOL_OP_READ, 0, (s->src_lba + x->done) * SCSI_BLOCK,
+    scsi_io_submit(io, VOL_OP_READ, 0, (s->src_lba + x->at) * SCSI_BLOCK,
                    x->chunk * SCSI_BLOCK, io->buf, chunk_read);
+}
+
+static void shared(struct vol_copy *vc, int res)
+{
+    struct xcopy *x = container_of(vc, struct xcopy, vc);
+    struct scsi_io *io = x->io;
+    if (res == -EXDEV) { /* not in whole grains of one pool: move the data */
+        scsi_io_unlock(io);
+        x->no_share = true;
+        copy_chunk_data(io);
+        return;
+    }
+    chunk_written(io, res);
+}
+
+static void share_dst_locked(struct scsi_io *io)
+{
+    struct xcopy *x = io->ctx;
+    const struct xseg *s = &x->seg[x->cur];
+    x->vc = (struct vol_copy){.dst = x->tgt[s->dst]->vol,
+                              .src = x->tgt[s->src]->vol,
+                              .dst_off = s->dst_lba * SCSI_BLOCK,
+                              .src_off = s->src_lba * SCSI_BLOCK,
+                              .len = (uint64_t)s->n * SCSI_BLOCK,
+                              .done = shared};
+    x->io = io;
+    vol_copy_submit(&x->vc);
+}
+
+/* Copies what is left of the current segment: by sharing when it starts whole (the volume
+ * layer says whether it can), else a chunk by moving data. */
+static void copy_chunk(struct scsi_io *io)
+{
+    struct xcopy *x = io->ctx;
+    const struct xseg *s = &x->seg[x->cur];
+    if (x->done > 0 || x->no_share) {
+        copy_chunk_data(io);
+        return;
+    }
+    x->chunk = s->n;
+    scsi_io_lock_on(io, x->tgt[s->dst], s->dst_lba, s->n, false, share_dst_locked);
 }
 
 static void xcopy_next(struct scsi_io *io)
@@ -229,6 +276,7 @@ static void xcopy_next(struct scsi_io *io)
     while (x->cur < x->nseg && x->done >= x->seg[x->cur].n) {
         x->cur++;
         x->done = 0;
+        x->no_share = false;
     }
     if (x->cur == x->nseg) {
         xcopy_finish(io, true);

@@ -187,3 +187,35 @@ int vol_block_status(struct vol *v, uint64_t off, uint64_t len, struct vol_exten
     *n = MIN(c.n, c.max);
     return 0;
 }
+
+struct copy_waiter {
+    struct vol_copy c;
+    struct waiter w;
+};
+
+static void copy_done(struct vol_copy *c, int res)
+{
+    struct copy_waiter *cw = container_of(c, struct copy_waiter, c);
+    pthread_mutex_lock(&cw->w.lock);
+    cw->w.err = res;
+    cw->w.pending = 0;
+    pthread_cond_signal(&cw->w.cond);
+    pthread_mutex_unlock(&cw->w.lock);
+}
+
+int vol_copy(struct vol *dst, uint64_t dst_off, struct vol *src, uint64_t src_off, uint64_t len)
+{
+    struct copy_waiter cw = {.c = {.dst = dst, .src = src, .dst_off = dst_off, .src_off = src_off,
+                                   .len = len, .done = copy_done},
+                             .w = {.pending = 1}};
+    pthread_mutex_init(&cw.w.lock, NULL);
+    pthread_cond_init(&cw.w.cond, NULL);
+    vol_copy_submit(&cw.c);
+    pthread_mutex_lock(&cw.w.lock);
+    while (cw.w.pending)
+        pthread_cond_wait(&cw.w.cond, &cw.w.lock);
+    pthread_mutex_unlock(&cw.w.lock);
+    pthread_mutex_destroy(&cw.w.lock);
+    pthread_cond_destroy(&cw.w.cond);
+    return cw.w.err;
+}

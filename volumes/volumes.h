@@ -159,12 +159,36 @@ struct vol_req {
 /* Starts @req. Completion always comes through req->done, even for invalid requests. */
 void vol_submit(struct vol *v, struct vol_req *req);
 
+/*
+ * Copy by sharing (copy offload): makes [dst_off, dst_off + len) of @dst read as
+ * [src_off, src_off + len) of @src reads at the time of the copy, by mapping the source's
+ * data into the destination (no data moves; writes after it go to new space on either
+ * side). @src may be @dst, the ranges may overlap. Both volumes' requests in flight finish
+ * first and new ones wait while the maps change. Durable after a later flush, like a write.
+ * -EXDEV when sharing cannot do it (other pools, other grain sizes, offsets or length not
+ * whole grains): copy the data instead. -EINVAL out of range, -EROFS into a read-only
+ * handle. @done runs on a reactor thread (the caller's when it is one).
+ */
+struct vol_copy {
+    struct vol *dst, *src;
+    uint64_t dst_off, src_off, len;
+    void (*done)(struct vol_copy *c, int res);
+    void *priv; /* the caller's */
+    /* The volume layer's. */
+    struct reactor_work work;
+    struct reactor *reactor;
+    struct vol_copy *next;
+    int res;
+};
+void vol_copy_submit(struct vol_copy *c);
+
 /* Synchronous wrappers: any alignment of @buf. */
 int vol_pread(struct vol *v, void *buf, uint64_t len, uint64_t off);
 int vol_pwrite(struct vol *v, const void *buf, uint64_t len, uint64_t off, uint32_t flags);
 int vol_write_zeroes(struct vol *v, uint64_t off, uint64_t len, uint32_t flags);
 int vol_discard(struct vol *v, uint64_t off, uint64_t len);
 int vol_flush(struct vol *v);
+int vol_copy(struct vol *dst, uint64_t dst_off, struct vol *src, uint64_t src_off, uint64_t len);
 
 /* Which ranges are allocated and which read as zeros (from the extent map alone). */
 #define VOL_EXT_HOLE 1u /* not allocated */

@@ -326,6 +326,11 @@ static void op_xcopy(struct st *s)
         uint64_t sb = s->size[seg[k].src] / 512, db = s->size[seg[k].dst] / 512;
         seg[k].sl = rng_below(&s->rng, sb - seg[k].n + 1);
         seg[k].dl = rng_below(&s->rng, db - seg[k].n + 1);
+        if (rng_below(&s->rng, 2) == 0) { /* whole 4 KiB grains: copied by sharing */
+            seg[k].n &= ~7u;
+            seg[k].sl &= ~7ull;
+            seg[k].dl &= ~7ull;
+        }
         uint8_t *d = p + 16 + 32 * NLU + 28 * k;
         d[0] = 0x02;
         t_put_be(d + 2, 0x18, 2);
@@ -341,14 +346,11 @@ static void op_xcopy(struct st *s)
     struct t_res r;
     int via = (int)rng_below(&s->rng, NLU);
     assert_int_equal(t_cmd(s->e, s->l[via], 0, cdb, 16, p, plen, NULL, 0, &r), SCSI_GOOD);
-    /* The model copies as the LU does: segment after segment, 1 MiB at a time, forward. */
-    for (unsigned k = 0; k < nseg; k++) {
-        for (uint32_t done = 0; done < seg[k].n; done += 2048) {
-            uint32_t c = MIN(seg[k].n - done, 2048u);
-            memmove(s->model[seg[k].dst] + (seg[k].dl + done) * 512,
-                    s->model[seg[k].src] + (seg[k].sl + done) * 512, (size_t)c * 512);
-        }
-    }
+    /* Segment after segment, each as if read whole before it is written (whether it is
+     * shared or moved in chunks). */
+    for (unsigned k = 0; k < nseg; k++)
+        memmove(s->model[seg[k].dst] + seg[k].dl * 512, s->model[seg[k].src] + seg[k].sl * 512,
+                (size_t)seg[k].n * 512);
     for (unsigned k = 0; k < nseg; k++)
         compare(s, seg[k].dst, seg[k].dl, seg[k].n);
     /* Its status, by list identifier. */

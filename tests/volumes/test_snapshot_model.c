@@ -357,6 +357,39 @@ static void op_rollback(struct env *e)
     compare(e, v);
 }
 
+/* Copy by sharing between two writable volumes (or within one): whole grains of one grain
+ * size are shared; anything else is refused with EXDEV and changes nothing. */
+static void op_copy(struct env *e)
+{
+    int d = pick(e, false), s = pick(e, false);
+    if (d < 0)
+        return;
+    struct obj *od = &e->o[d], *os = &e->o[s];
+    uint64_t g = od->grain;
+    uint64_t len = (rng_below(&e->rng, 24) + 1) * 4096;
+    uint64_t doff = ROUND_DOWN(rng_below(&e->rng, VOLSIZE - len + 1), 4096);
+    uint64_t soff = ROUND_DOWN(rng_below(&e->rng, VOLSIZE - len + 1), 4096);
+    if (rng_below(&e->rng, 4) != 0) { /* mostly whole grains */
+        len = ROUND_UP(len, g);
+        doff = ROUND_DOWN(doff, g);
+        soff = ROUND_DOWN(soff, g);
+        if (doff + len > VOLSIZE || soff + len > VOLSIZE)
+            return;
+    }
+    bool shareable = od->grain == os->grain && doff % g == 0 && soff % g == 0 && len % g == 0;
+    int r = vol_copy(e->h[d], doff, e->h[s], soff, len);
+    if (!shareable) {
+        assert_int_equal(r, -EXDEV);
+        return;
+    }
+    assert_int_equal(r, 0);
+    uint8_t *tmp = malloc(len);
+    memcpy(tmp, os->model + soff, len);
+    memcpy(od->model + doff, tmp, len);
+    free(tmp);
+    compare(e, d);
+}
+
 /* Renames a snapshot within its volume; the old name is gone, the new one reads the same. */
 static void op_rename_snapshot(struct env *e)
 {
@@ -461,8 +494,10 @@ static void test_model(void **state)
             op_rename_snapshot(e);
         else if (d < 840)
             op_delete_volume(e);
-        else if (d < 870)
+        else if (d < 860)
             op_diff(e);
+        else if (d < 870)
+            op_copy(e);
         else if (d < 900) {
             int k = pick(e, rng_below(&e->rng, 2));
             if (k >= 0)
