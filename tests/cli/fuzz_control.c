@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "tests/fuzz_pool.h"
 
 #define CHECK_EVERY 256
 #define MAX_LINE (64u << 10)
@@ -27,11 +28,6 @@
 static struct pool *g_pool;
 static struct control_config g_cfg;
 
-static void die(const char *what, int err)
-{
-    fprintf(stderr, "fuzz_control: %s: %s\n", what, strerror(err < 0 ? -err : err));
-    abort();
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -40,32 +36,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     static struct pool *pools[1];
     struct pool_settings ps;
-    char path[] = "/tmp/cistern-fuzz-control-XXXXXX";
-    const char *members[] = {path};
     int r;
 
     log_set_level(LOG_ERR);
     signal(SIGPIPE, SIG_IGN);
     pool_reactors_configure(1);
-    int fd = mkstemp(path);
-    if (fd < 0)
-        die("mkstemp", errno);
-    if (ftruncate(fd, 64 << 20) < 0)
-        die("ftruncate", errno);
-    close(fd);
     pool_settings_default(&ps);
-    if ((r = pool_create("fuzz", members, 1, &ps, true)) < 0)
-        die("pool_create", r);
-    if ((r = pool_open(members, 1, POOL_OPEN_NOLOCK, &g_pool)) < 0)
-        die("pool_open", r);
-    unlink(path); /* the pool keeps it open; nothing is left behind */
-    if ((r = volumes_attach(g_pool)) < 0)
-        die("volumes_attach", r);
+    g_pool = fuzz_pool_create("fuzz", 64 << 20, &ps);
     if ((r = vol_create(g_pool, "vol", 8 << 20, 0, NULL)) < 0)
-        die("vol_create", r);
+        fuzz_die("vol_create", r);
     struct vol_snap_spec spec = {"vol", "s"};
     if ((r = vol_snapshot(g_pool, &spec, 1)) < 0)
-        die("vol_snapshot", r);
+        fuzz_die("vol_snapshot", r);
     pools[0] = g_pool;
     g_cfg.path = "unused";
     g_cfg.pools = pools;
@@ -105,7 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (len <= MAX_LINE) {
             char *reply = control_handle(&g_cfg, p, len);
             if (reply == NULL)
-                die("control_handle returned no reply", EINVAL);
+                fuzz_die("control_handle returned no reply", EINVAL);
             check_reply(reply);
             free(reply);
         }
@@ -115,7 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct pool_check_report rep;
         int r = pool_commit(g_pool);
         if (r < 0)
-            die("pool_commit", r);
+            fuzz_die("pool_commit", r);
         if (pool_check(g_pool, &rep) != 0) {
             fprintf(stderr, "fuzz_control: pool check found %u problems\n", rep.errors);
             abort();

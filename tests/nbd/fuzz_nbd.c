@@ -25,6 +25,7 @@
 #include "common/common.h"
 #include "nbd-server/nbd-server.h"
 #include "pool/pool.h"
+#include "tests/fuzz_pool.h"
 #include "volumes/volumes.h"
 
 #define FUZZ_DEADLINE_NS (20ull * 1000 * 1000 * 1000)
@@ -55,44 +56,24 @@ static void ex_close(void *ctx UNUSED, struct vol *v)
     vol_close(v);
 }
 
-static void die(const char *what, int err)
-{
-    fprintf(stderr, "fuzz_nbd: %s: %s\n", what, strerror(err < 0 ? -err : err));
-    abort();
-}
-
 int LLVMFuzzerInitialize(int *argc UNUSED, char ***argv UNUSED);
 int LLVMFuzzerInitialize(int *argc UNUSED, char ***argv UNUSED)
 {
     static const struct nbd_exports ex = {ex_open, ex_list, ex_close};
     struct nbd_config cfg = {0};
     struct pool_settings ps;
-    char path[] = "/tmp/cistern-fuzz-XXXXXX";
-    const char *members[] = {path};
     int r;
 
     log_set_level(LOG_ERR);
     signal(SIGPIPE, SIG_IGN);
     pool_reactors_configure(1);
-    int fd = mkstemp(path);
-    if (fd < 0)
-        die("mkstemp", errno);
-    if (ftruncate(fd, 64 << 20) < 0)
-        die("ftruncate", errno);
-    close(fd);
     pool_settings_default(&ps);
     ps.commit_interval_ms = 60000;
-    if ((r = pool_create("fuzz", members, 1, &ps, true)) < 0)
-        die("pool_create", r);
-    if ((r = pool_open(members, 1, POOL_OPEN_NOLOCK, &g_pool)) < 0)
-        die("pool_open", r);
-    unlink(path); /* the pool keeps it open; nothing is left behind */
-    if ((r = volumes_attach(g_pool)) < 0)
-        die("volumes_attach", r);
+    g_pool = fuzz_pool_create("fuzz", 64 << 20, &ps);
     if ((r = vol_create(g_pool, "vol", 8 << 20, 64 << 10, NULL)) < 0)
-        die("vol_create", r);
+        fuzz_die("vol_create", r);
     if ((r = nbd_server_start(&cfg, &ex, NULL, &g_srv)) < 0)
-        die("nbd_server_start", r);
+        fuzz_die("nbd_server_start", r);
     return 0;
 }
 
@@ -102,9 +83,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static char sink[1 << 16];
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-        die("socketpair", errno);
+        fuzz_die("socketpair", errno);
     if (nbd_server_adopt(g_srv, sv[0]) < 0)
-        die("nbd_server_adopt", EIO);
+        fuzz_die("nbd_server_adopt", EIO);
     int fd = sv[1];
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 
@@ -122,7 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
         if (poll(&p, 1, 100) < 0 && errno != EINTR)
-            die("poll", errno);
+            fuzz_die("poll", errno);
         if (p.revents & POLLOUT) {
             ssize_t n = send(fd, data + off, size - off, MSG_NOSIGNAL);
             if (n > 0)
