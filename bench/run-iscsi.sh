@@ -199,6 +199,8 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 exec </dev/null
 
 # free_port: a TCP port nothing on this host listens on.
@@ -260,6 +262,11 @@ for ((i = 0; i < 100; i++)); do
     fi
     sleep 0.1
 done
+if [ "$i" = 100 ]; then
+    say "tgtd did not come up in 10 s"
+    cat "$scratch/tgtd.log" >&2
+    exit 1
+fi
 tgtadm_() {
     if ! timeout 10 tgtadm -C "$tgt_ctl" --lld iscsi "$@" >>"$scratch/tgtd.log" 2>&1; then
         say "tgtadm $* failed:"
@@ -313,6 +320,11 @@ for ((i = 0; i < 300; i++)); do
     fi
     sleep 0.1
 done
+if [ "$i" = 300 ]; then
+    say "cistern serve did not come up in 30 s"
+    cat "$scratch/cistern.log" >&2
+    exit 1
+fi
 
 declare -A url
 url[tgt-rdwr]="iscsi://127.0.0.1:$tgt_port/$tgt_iqn-1/1"
