@@ -549,8 +549,10 @@ static bool dataout_header(struct iscsi_conn *c)
         c->rx_drop = true;
         return true;
     }
-    /* A sequence error fails the task (the PDU is rejected and its data dropped); the
-     * framing is intact, so the connection goes on. */
+    /* A sequence error fails the task with CHECK CONDITION and the PDU's data is dropped;
+     * the framing is intact, so the connection goes on. No Reject as well: initiators
+     * (libiscsi) end a task on a Reject of its Data-Out, and a response for it afterwards
+     * would be one for a task they no longer know. */
     uint8_t ascq = 0xff;
     if (ttt == ISCSI_RSVD_TAG) {
         if (!t->unsol_open)
@@ -583,7 +585,7 @@ static bool dataout_header(struct iscsi_conn *c)
     }
     if (ascq != 0xff) {
         log_info("iscsi: %s: %s: the command fails", c->peer, why);
-        c->rx_reject = REJECT_PROTOCOL_ERROR;
+        c->rx_drop = true;
         set_sense(t, 0x0b, 0x4b, ascq); /* ABORTED COMMAND, DATA PHASE ERROR family */
         t->nr2t = 0;
         task_answer(t, SCSI_CHECK_CONDITION);
@@ -847,6 +849,8 @@ static void tmf_respond(struct iscsi_conn *c, struct iscsi_tmf *tmf)
     iscsi_fill_sn(c, r, true);
     iscsi_send_pdu(c, r, NULL, 0, false, NULL);
     iscsi_conn_flush(c);
+    if (tmf->cold)
+        iscsi_conn_finish(c); /* the response goes out, then the connection closes */
 }
 
 /* Aborts @t for @tmf: no response will be sent for it. */
@@ -925,10 +929,13 @@ static void tmf_pdu(struct iscsi_conn *c)
         if (fn == TMF_LUN_RESET) {
             for (unsigned i = 0; i < c->nluns; i++)
                 if (c->luns[i]->lun == lun && c->luns[i]->b)
-                    scsi_lu_reset(c->luns[i]->b->ilu->lu, &c->luns[i]->b->nx);
+                    scsi_lu_reset(c->luns[i]->b->ilu->lu, NULL); /* every nexus: SAM-5 */
             log_info("iscsi: %s: LUN RESET of LUN %llu", c->peer, (unsigned long long)lun);
         }
         break;
+    case TMF_TARGET_COLD_RESET:
+        tmf->cold = true; /* as a warm reset, and then the session ends (RFC 7143 11.5.1) */
+        /* fall through */
     case TMF_TARGET_WARM_RESET:
         for (t = TAILQ_FIRST(&c->tasks); t; t = next) {
             next = TAILQ_NEXT(t, link);
@@ -936,8 +943,8 @@ static void tmf_pdu(struct iscsi_conn *c)
         }
         for (unsigned i = 0; i < c->nluns; i++)
             if (c->luns[i]->b)
-                scsi_lu_reset(c->luns[i]->b->ilu->lu, &c->luns[i]->b->nx);
-        log_info("iscsi: %s: TARGET WARM RESET", c->peer);
+                scsi_lu_reset(c->luns[i]->b->ilu->lu, NULL); /* every nexus: SAM-5 */
+        log_info("iscsi: %s: TARGET %s RESET", c->peer, tmf->cold ? "COLD" : "WARM");
         break;
     default:
         tmf->response = TMF_RSP_NOT_SUPPORTED;

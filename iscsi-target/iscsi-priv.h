@@ -152,6 +152,7 @@ struct iscsi_task {
 struct iscsi_tmf {
     uint32_t itt;
     uint8_t response;
+    bool cold; /* TARGET COLD RESET: the connection closes after the response */
     unsigned waiting;
 };
 
