@@ -580,9 +580,24 @@ static int rc_merge_at(struct pool *pool, uint64_t x)
     return r < 0 ? r : rc_set(pool, ka, a.len + b.len, a.count);
 }
 
+/* The count of a run changed by @d: the new count, or -EUCLEAN when out of range. */
+static int64_t rc_new_count(struct pool *pool, uint64_t k, uint64_t len, uint32_t count, int64_t d)
+{
+    int64_t c = (int64_t)count + d;
+    if (c < 0 || c > UINT32_MAX) {
+        log_err("pool %s: reference count of blocks %#llx+%llu out of range (%lld)", pool->name,
+                (unsigned long long)k, (unsigned long long)len, (long long)c);
+        return -EUCLEAN;
+    }
+    return c;
+}
+
 static int rc_apply(struct pool *pool, uint64_t s, uint64_t len, int64_t d)
 {
     uint64_t e = s + len, cur = s;
+    /* An end that falls inside a run splits it: the pieces on either side keep the old
+     * count, so nothing can merge across that end afterwards. */
+    bool split_s = false, split_e = false;
     while (cur < e) {
         pblk_t root = pool_root_get(pool, POOL_ROOT_REFCOUNT);
         struct disk_refcount v;
@@ -592,7 +607,20 @@ static int rc_apply(struct pool *pool, uint64_t s, uint64_t len, int64_t d)
             return r;
         if (r == 0 && k + v.len > cur) {
             uint64_t rend = k + v.len;
+            int64_t c = rc_new_count(pool, k, v.len, v.count, d);
+            if (c < 0)
+                return (int)c;
+            if (k < cur && rend > e && c > 0) {
+                /* The common case, a change inside one run: three pieces, written once. */
+                r = rc_set(pool, k, cur - k, v.count);
+                if (r == 0)
+                    r = rc_set(pool, cur, e - cur, (uint32_t)c);
+                if (r == 0)
+                    r = rc_set(pool, e, rend - e, v.count);
+                return r;
+            }
             if (k < cur) { /* split at cur */
+                split_s |= cur == s;
                 r = rc_set(pool, k, cur - k, v.count);
                 if (r == 0)
                     r = rc_set(pool, cur, rend - cur, v.count);
@@ -601,19 +629,13 @@ static int rc_apply(struct pool *pool, uint64_t s, uint64_t len, int64_t d)
                 continue;
             }
             if (rend > e) { /* split at e */
+                split_e = true;
                 r = rc_set(pool, k, e - k, v.count);
                 if (r == 0)
                     r = rc_set(pool, e, rend - e, v.count);
                 if (r < 0)
                     return r;
                 rend = e;
-            }
-            int64_t c = (int64_t)v.count + d;
-            if (c < 0 || c > UINT32_MAX) {
-                log_err("pool %s: reference count of blocks %#llx+%llu out of range (%lld)",
-                        pool->name, (unsigned long long)k, (unsigned long long)(rend - k),
-                        (long long)c);
-                return -EUCLEAN;
             }
             if (c == 0) {
                 r = rc_remove(pool, k);
@@ -644,8 +666,8 @@ static int rc_apply(struct pool *pool, uint64_t s, uint64_t len, int64_t d)
             return r;
         cur = gap_end;
     }
-    int r = rc_merge_at(pool, s);
-    return r < 0 ? r : rc_merge_at(pool, e);
+    int r = split_s ? 0 : rc_merge_at(pool, s);
+    return r < 0 || split_e ? r : rc_merge_at(pool, e);
 }
 
 int sm_fold(struct pool *pool)
