@@ -8,7 +8,8 @@
  *   scsi_spc.c    INQUIRY and VPD, MODE SENSE/SELECT, REPORT LUNS, REQUEST SENSE, REPORT
  *                 SUPPORTED OPERATION CODES / TASK MANAGEMENT FUNCTIONS, TEST UNIT READY
  *   scsi_sbc.c    READ CAPACITY, reads, writes, VERIFY, WRITE SAME, UNMAP, COMPARE AND WRITE,
- *                 GET LBA STATUS, SYNCHRONIZE CACHE
+ *                 ORWRITE, GET LBA STATUS, SYNCHRONIZE CACHE, PRE-FETCH, START STOP UNIT,
+ *                 READ DEFECT DATA
  *   scsi_pr.c     persistent reservations and SPC-2 RESERVE/RELEASE
  *   scsi_xcopy.c  EXTENDED COPY (LID1) and RECEIVE COPY RESULTS
  *
@@ -34,7 +35,8 @@
 #define SCSI_BLOCK_SHIFT 9
 
 /* Limits we report in the Block Limits VPD page and enforce. */
-#define SCSI_MAX_XFER_BLOCKS 16384u    /* 8 MiB per READ/WRITE/VERIFY */
+#define SCSI_MAX_XFER_BLOCKS 65536u    /* 32 MiB per READ/WRITE/VERIFY: the transport's
+                                          largest command (ISCSI_MAX_XFER) */
 #define SCSI_MAX_CAW_BLOCKS 128u       /* COMPARE AND WRITE */
 #define SCSI_MAX_WS_BLOCKS (1u << 21)  /* WRITE SAME: 1 GiB */
 #define SCSI_MAX_UNMAP_DESC 256u       /* block descriptors per UNMAP */
@@ -97,12 +99,15 @@
 #define OP_RESERVE6 0x16
 #define OP_RELEASE6 0x17
 #define OP_MODE_SENSE6 0x1A
+#define OP_START_STOP_UNIT 0x1B
 #define OP_READ_CAPACITY10 0x25
 #define OP_READ10 0x28
 #define OP_WRITE10 0x2A
 #define OP_WRITE_VERIFY10 0x2E
 #define OP_VERIFY10 0x2F
+#define OP_PREFETCH10 0x34
 #define OP_SYNC_CACHE10 0x35
+#define OP_READ_DEFECT_DATA10 0x37
 #define OP_WRITE_SAME10 0x41
 #define OP_UNMAP 0x42
 #define OP_MODE_SELECT10 0x55
@@ -116,8 +121,10 @@
 #define OP_READ16 0x88
 #define OP_COMPARE_AND_WRITE 0x89
 #define OP_WRITE16 0x8A
+#define OP_ORWRITE16 0x8B
 #define OP_WRITE_VERIFY16 0x8E
 #define OP_VERIFY16 0x8F
+#define OP_PREFETCH16 0x90
 #define OP_SYNC_CACHE16 0x91
 #define OP_WRITE_SAME16 0x93
 #define OP_SERVICE_ACTION_IN16 0x9E
@@ -127,6 +134,7 @@
 #define OP_WRITE12 0xAA
 #define OP_WRITE_VERIFY12 0xAE
 #define OP_VERIFY12 0xAF
+#define OP_READ_DEFECT_DATA12 0xB7
 
 #define SA_READ_CAPACITY16 0x10
 #define SA_GET_LBA_STATUS 0x12
@@ -434,6 +442,10 @@ void sbc_write_same(struct scsi_cmd *cmd);
 void sbc_unmap(struct scsi_cmd *cmd);
 void sbc_compare_and_write(struct scsi_cmd *cmd);
 void sbc_get_lba_status(struct scsi_cmd *cmd);
+void sbc_orwrite(struct scsi_cmd *cmd);
+void sbc_prefetch(struct scsi_cmd *cmd);
+void sbc_start_stop_unit(struct scsi_cmd *cmd);
+void sbc_read_defect_data(struct scsi_cmd *cmd);
 void pr_in(struct scsi_cmd *cmd);
 void pr_out(struct scsi_cmd *cmd);
 void pr_reserve6(struct scsi_cmd *cmd);

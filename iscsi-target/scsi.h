@@ -126,6 +126,9 @@ struct scsi_cmd {
  * Returns the Data-Out length the CDB of @cmd asks for (0 for commands without Data-Out), so
  * that the transport can tell a write it must gather from one it may refuse at once. Needs
  * only cdb and cdb_len.
+ * WRITE SAME and COMPARE AND WRITE must be given exactly their size, so for them it returns
+ * UINT32_MAX: gather all the initiator sends (EDTL), and a longer Data-Out is refused. A
+ * WRITE (or WRITE AND VERIFY) given fewer whole blocks than its CDB asks writes those.
  */
 uint32_t scsi_data_out_len(const struct scsi_cmd *cmd);
 

@@ -17,6 +17,8 @@
  *   7. commands that change the medium are refused on a read-only LU (or with SWP set);
  *      a Data-Out shorter than the CDB asks for is refused (INVALID FIELD IN COMMAND
  *      INFORMATION UNIT) before a handler sees it, so no handler reads beyond data_out_len;
+ *      except whole blocks for WRITE and WRITE AND VERIFY, which write what came
+ *      (short_write_ok);
  *   8. the handler; it completes the command (scsi_complete) now or from a volume
  *      completion.
  *
@@ -65,6 +67,8 @@ const struct scsi_op scsi_ops[] = {
      {0x15, 0x11, 0, 0, FF, CTL}, spc_mode_select, "MODE SELECT(6)"},
     {OP_MODE_SENSE6, 0, 6, RD,
      {0x1A, 0x08, FF, FF, FF, CTL}, spc_mode_sense, "MODE SENSE(6)"},
+    {OP_START_STOP_UNIT, 0, 6, OPF_PR_ALLOW,
+     {0x1B, 0x01, 0, 0, 0x07, CTL}, sbc_start_stop_unit, "START STOP UNIT"},
     {OP_READ_CAPACITY10, 0, 10, OPF_PR_ALLOW,
      {0x25, 0, FF, FF, FF, FF, 0, 0, 0x01, CTL}, sbc_read_capacity10, "READ CAPACITY(10)"},
     {OP_READ10, 0, 10, RD,
@@ -75,6 +79,10 @@ const struct scsi_op scsi_ops[] = {
      {0x2E, 0x12, FF, FF, FF, FF, 0x1F, FF, FF, CTL}, sbc_write, "WRITE AND VERIFY(10)"},
     {OP_SYNC_CACHE10, 0, 10, WR & ~OPF_WRITE,
      {0x35, 0x06, FF, FF, FF, FF, 0x1F, FF, FF, CTL}, sbc_sync_cache, "SYNCHRONIZE CACHE(10)"},
+    {OP_PREFETCH10, 0, 10, RD,
+     {0x34, 0x02, FF, FF, FF, FF, 0x1F, FF, FF, CTL}, sbc_prefetch, "PRE-FETCH(10)"},
+    {OP_READ_DEFECT_DATA10, 0, 10, RD,
+     {0x37, 0, 0x1F, 0, 0, 0, 0, FF, FF, CTL}, sbc_read_defect_data, "READ DEFECT DATA(10)"},
     {OP_MODE_SELECT10, 0, 10, OPF_PR_WRITE,
      {0x55, 0x11, 0, 0, 0, 0, 0, FF, FF, CTL}, spc_mode_select, "MODE SELECT(10)"},
     {OP_MODE_SENSE10, 0, 10, RD,
@@ -85,9 +93,15 @@ const struct scsi_op scsi_ops[] = {
     {OP_WRITE16, 0, 16, WR,
      {0x8A, 0x1A, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1F, CTL}, sbc_write,
      "WRITE(16)"},
+    {OP_ORWRITE16, 0, 16, WR,
+     {0x8B, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1F, CTL}, sbc_orwrite,
+     "ORWRITE(16)"},
     {OP_WRITE_VERIFY16, 0, 16, WR,
      {0x8E, 0x12, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1F, CTL}, sbc_write,
      "WRITE AND VERIFY(16)"},
+    {OP_PREFETCH16, 0, 16, RD,
+     {0x90, 0x02, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1F, CTL}, sbc_prefetch,
+     "PRE-FETCH(16)"},
     {OP_SYNC_CACHE16, 0, 16, WR & ~OPF_WRITE,
      {0x91, 0x06, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x1F, CTL}, sbc_sync_cache,
      "SYNCHRONIZE CACHE(16)"},
@@ -109,6 +123,9 @@ const struct scsi_op scsi_ops[] = {
     {OP_WRITE_VERIFY12, 0, 12, WR,
      {0xAE, 0x12, FF, FF, FF, FF, FF, FF, FF, FF, 0x1F, CTL}, sbc_write,
      "WRITE AND VERIFY(12)"},
+    {OP_READ_DEFECT_DATA12, 0, 12, RD,
+     {0xB7, 0x1F, FF, FF, FF, FF, FF, FF, FF, FF, 0, CTL}, sbc_read_defect_data,
+     "READ DEFECT DATA(12)"},
     {OP_VERIFY10, 0, 10, RD,
      {0x2F, 0x16, FF, FF, FF, FF, 0x1F, FF, FF, CTL}, sbc_verify, "VERIFY(10)"},
     {OP_VERIFY12, 0, 12, RD,
@@ -250,6 +267,7 @@ static uint32_t cdb_data_out(const uint8_t *cdb)
     case OP_WRITE_VERIFY10:
     case OP_WRITE_VERIFY12:
     case OP_WRITE_VERIFY16:
+    case OP_ORWRITE16:
         sbc_decode_rw(cdb, &lba, &n);
         return blocks_bytes(n);
     case OP_VERIFY10:
@@ -303,7 +321,10 @@ static uint32_t cdb_data_in(const uint8_t *cdb)
         return cdb[4];
     case OP_MODE_SENSE10:
     case OP_PR_IN:
+    case OP_READ_DEFECT_DATA10:
         return get_be16(cdb + 7);
+    case OP_READ_DEFECT_DATA12:
+        return get_be32(cdb + 6);
     case OP_READ_CAPACITY10:
         return 8;
     case OP_SERVICE_ACTION_IN16:
@@ -323,9 +344,39 @@ static bool cdb_complete(const struct scsi_cmd *cmd)
     return need && cmd->cdb_len >= need && cmd->cdb_len <= SCSI_CDB_MAX;
 }
 
+/* Whether the command must see a Data-Out longer than its CDB asks for, to refuse it: WRITE
+ * SAME (one block of pattern, exactly) and COMPARE AND WRITE (exactly twice the blocks). */
+static bool wants_all_data_out(const uint8_t *cdb)
+{
+    return cdb[0] == OP_WRITE_SAME10 || (cdb[0] == OP_WRITE_SAME16 && !(cdb[1] & 0x01)) ||
+           cdb[0] == OP_COMPARE_AND_WRITE;
+}
+
 uint32_t scsi_data_out_len(const struct scsi_cmd *cmd)
 {
-    return cdb_complete(cmd) ? cdb_data_out(cmd->cdb) : 0;
+    if (!cdb_complete(cmd))
+        return 0;
+    return wants_all_data_out(cmd->cdb) ? UINT32_MAX : cdb_data_out(cmd->cdb);
+}
+
+/* Whether a Data-Out shorter than the CDB asks for is written as far as it goes: for WRITE
+ * and WRITE AND VERIFY, when it holds whole blocks. The initiator's EDTL was smaller than the
+ * command (a residual overflow, RFC 7143 11.4.5.1): the blocks received are written, the rest
+ * of the range is left as it was. Anything else short is refused. */
+static bool short_write_ok(const struct scsi_cmd *cmd)
+{
+    switch (cmd->cdb[0]) {
+    case OP_WRITE6:
+    case OP_WRITE10:
+    case OP_WRITE12:
+    case OP_WRITE16:
+    case OP_WRITE_VERIFY10:
+    case OP_WRITE_VERIFY12:
+    case OP_WRITE_VERIFY16:
+        return cmd->data_out_len % SCSI_BLOCK == 0;
+    default:
+        return false;
+    }
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -843,7 +894,7 @@ void scsi_submit(struct scsi_cmd *cmd)
         cmd->status = SCSI_RESERVATION_CONFLICT;
     else if ((op->flags & OPF_WRITE) && !scsi_check_writable(cmd))
         ; /* DATA PROTECT, before the Data-Out is looked at */
-    else if (cdb_data_out(cmd->cdb) > cmd->data_out_len)
+    else if (cdb_data_out(cmd->cdb) > cmd->data_out_len && !short_write_ok(cmd))
         scsi_sense(cmd, SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CIU);
     else {
         op->fn(cmd);

@@ -1,7 +1,7 @@
 /*
- * scsi_sbc.c - the block commands (SBC-3) on the LU's volume: READ CAPACITY, READ and WRITE
- * (6/10/12/16), WRITE AND VERIFY, VERIFY, SYNCHRONIZE CACHE, WRITE SAME, UNMAP, COMPARE AND
- * WRITE and GET LBA STATUS.
+ * scsi_sbc.c - the block commands (SBC-3/SBC-4) on the LU's volume: READ CAPACITY, READ and
+ * WRITE (6/10/12/16), WRITE AND VERIFY, VERIFY, SYNCHRONIZE CACHE, WRITE SAME, UNMAP, COMPARE
+ * AND WRITE, ORWRITE, GET LBA STATUS, PRE-FETCH, START STOP UNIT and READ DEFECT DATA.
  *
  * Logical blocks are 512 bytes; the volume's grain is the physical block (READ CAPACITY 16
  * exponent) and the unmap granularity. Each command is checked completely (range, transfer
@@ -10,9 +10,9 @@
  * Data-In and Data-Out are used in place when aligned and large enough, else through the
  * I/O's own buffer.
  *
- * Writes hold a shared range lock for their blocks, COMPARE AND WRITE an exclusive one
- * (scsi_lu.c), so the compare and the write of a COMPARE AND WRITE are atomic against every
- * write through the LU. With the caching page's WCE cleared every write carries VOL_FUA.
+ * Writes hold a shared range lock for their blocks, COMPARE AND WRITE and ORWRITE an
+ * exclusive one (scsi_lu.c), so their read and their write are atomic against every write
+ * through the LU. With the caching page's WCE cleared every write carries VOL_FUA.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -159,6 +159,9 @@ void sbc_write(struct scsi_cmd *cmd)
         scsi_bad_cdb(cmd, len_byte(cdb[0]), -1);
         goto out;
     }
+    /* A Data-Out of fewer whole blocks than the CDB asks for (the dispatch let it through):
+     * those blocks are written, the rest of the range stays as it was. */
+    n = (uint32_t)MIN((uint64_t)n, (uint64_t)(cmd->data_out_len / SCSI_BLOCK));
     if (n == 0)
         goto out;
     uint64_t len = (uint64_t)n * SCSI_BLOCK;
@@ -191,6 +194,24 @@ static void sync_done(struct scsi_io *io, int res)
     scsi_io_finish(io);
 }
 
+/* Makes every write completed so far durable, then completes @cmd; with @immed, completes it
+ * at once and lets the flush run on. */
+static void flush_cmd(struct scsi_cmd *cmd, bool immed)
+{
+    struct scsi_io *io = scsi_io_new(cmd, 0);
+    if (!io)
+        return;
+    if (immed) {
+        /* IMMED: GOOD now; the flush runs on, holding the LU, and its error (if any) can
+         * only be logged. */
+        io->detached = true;
+        scsi_lu_get(cmd->lu);
+        io->cmd = NULL;
+        scsi_complete(cmd);
+    }
+    scsi_io_submit(io, VOL_OP_FLUSH, 0, 0, 0, NULL, sync_done);
+}
+
 void sbc_sync_cache(struct scsi_cmd *cmd)
 {
     const uint8_t *cdb = cmd->cdb;
@@ -201,18 +222,63 @@ void sbc_sync_cache(struct scsi_cmd *cmd)
         scsi_complete(cmd);
         return;
     }
-    struct scsi_io *io = scsi_io_new(cmd, 0);
-    if (!io)
-        return;
-    if (cdb[1] & 0x02) {
-        /* IMMED: GOOD now; the flush runs on, holding the LU, and its error (if any) can
-         * only be logged. */
-        io->detached = true;
-        scsi_lu_get(cmd->lu);
-        io->cmd = NULL;
+    flush_cmd(cmd, cdb[1] & 0x02);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* PRE-FETCH, START STOP UNIT, READ DEFECT DATA                                               */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * PRE-FETCH: the range is checked, and GOOD says that the cache could not take all of it
+ * (CONDITION MET would promise the blocks are now cached: there is no cache of data above
+ * the pool's, only of metadata).
+ */
+void sbc_prefetch(struct scsi_cmd *cmd)
+{
+    const uint8_t *cdb = cmd->cdb;
+    bool sixteen = cdb[0] == OP_PREFETCH16;
+    uint64_t lba = sixteen ? get_be64(cdb + 2) : get_be32(cdb + 2);
+    uint32_t n = sixteen ? get_be32(cdb + 10) : get_be16(cdb + 7);
+    scsi_check_range(cmd, lba, n);
+    scsi_complete(cmd);
+}
+
+/*
+ * START STOP UNIT: a volume is shared by every initiator that reaches it, so one of them
+ * cannot stop it for the others: START and STOP both leave the LU ready, and STOP makes the
+ * writes so far durable first unless NO_FLUSH is set (what stopping a disk does to its
+ * cache). There is no removable medium: LOEJ with START 0 (eject) is refused, LOEJ with
+ * START 1 (load) finds the medium there. Power conditions are not supported (their CDB
+ * fields are outside the usage mask).
+ */
+void sbc_start_stop_unit(struct scsi_cmd *cmd)
+{
+    const uint8_t *cdb = cmd->cdb;
+    bool immed = cdb[1] & 0x01, no_flush = cdb[4] & 0x04, loej = cdb[4] & 0x02,
+         start = cdb[4] & 0x01;
+    if (loej && !start) {
+        scsi_bad_cdb(cmd, 4, 1);
         scsi_complete(cmd);
+        return;
     }
-    scsi_io_submit(io, VOL_OP_FLUSH, 0, 0, 0, NULL, sync_done);
+    if (start || no_flush) {
+        scsi_complete(cmd);
+        return;
+    }
+    flush_cmd(cmd, immed);
+}
+
+/* READ DEFECT DATA (10, 12): a volume has no defects; both lists, when asked for, are
+ * returned valid and empty, in the format asked for. */
+void sbc_read_defect_data(struct scsi_cmd *cmd)
+{
+    const uint8_t *cdb = cmd->cdb;
+    uint8_t b[8] = {0};
+    bool twelve = cdb[0] == OP_READ_DEFECT_DATA12;
+    b[1] = (twelve ? cdb[1] : cdb[2]) & 0x1F; /* PLISTV, GLISTV, DEFECT LIST FORMAT */
+    scsi_data_in(cmd, b, twelve ? 8 : 4);     /* DEFECT LIST LENGTH 0 */
+    scsi_complete(cmd);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -358,6 +424,8 @@ void sbc_write_same(struct scsi_cmd *cmd)
         scsi_bad_cdb(cmd, 1, 4);
         goto out;
     }
+    /* WSNZ 1: zero blocks would mean "to the end of the LU", which one wrong field turns
+     * into the loss of everything after the LBA; refused, as many arrays do. */
     if (n == 0 || n > SCSI_MAX_WS_BLOCKS) { /* WSNZ; MAXIMUM WRITE SAME LENGTH */
         scsi_bad_cdb(cmd, nbyte, -1);
         goto out;
@@ -365,7 +433,8 @@ void sbc_write_same(struct scsi_cmd *cmd)
     if (!scsi_check_range(cmd, lba, n))
         goto out;
     if (!ndob && cmd->data_out_len != SCSI_BLOCK) {
-        /* Exactly one block of Data-Out; more is as wrong as less. */
+        /* Exactly one block of Data-Out; more is as wrong as less (scsi_data_out_len has the
+         * transport gather all of it). */
         scsi_sense(cmd, SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CIU);
         goto out;
     }
@@ -514,6 +583,12 @@ void sbc_compare_and_write(struct scsi_cmd *cmd)
     }
     if (!scsi_check_range(cmd, lba, n))
         goto out;
+    if (cmd->data_out_len > 2 * n * SCSI_BLOCK) {
+        /* More Data-Out than NUMBER OF LOGICAL BLOCKS says (scsi_data_out_len has the
+         * transport gather all of it): the field does not describe the data. */
+        scsi_bad_cdb(cmd, 13, -1);
+        goto out;
+    }
     if (cmd->data_out_len != 2 * n * SCSI_BLOCK) {
         scsi_sense(cmd, SK_ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CIU);
         goto out;
@@ -527,6 +602,59 @@ void sbc_compare_and_write(struct scsi_cmd *cmd)
     io->nblocks = n;
     io->flags = (cdb[1] & 0x08) || !lu_wce(cmd->lu) ? VOL_FUA : 0;
     scsi_io_lock(io, lba, n, true, caw_locked);
+    return;
+out:
+    scsi_complete(cmd);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* ORWRITE                                                                                    */
+/* ---------------------------------------------------------------------------------------- */
+
+/* ORWRITE(16) (SBC-4 5.10): each block becomes the bitwise OR of itself and the Data-Out,
+ * read and written under an exclusive range lock like COMPARE AND WRITE, so no write through
+ * the LU lands between the read and the write. */
+static void orwrite_read_done(struct scsi_io *io, int res)
+{
+    if (res < 0) {
+        scsi_sense_errno(io->cmd, res, false);
+        scsi_io_finish(io);
+        return;
+    }
+    const uint8_t *d = io->cmd->data_out;
+    size_t len = io->nblocks * SCSI_BLOCK;
+    for (size_t i = 0; i < len; i++)
+        io->buf[i] |= d[i];
+    scsi_io_submit(io, VOL_OP_WRITE, io->flags, io->lba * SCSI_BLOCK, len, io->buf, write_done);
+}
+
+static void orwrite_locked(struct scsi_io *io)
+{
+    scsi_io_submit(io, VOL_OP_READ, 0, io->lba * SCSI_BLOCK, io->nblocks * SCSI_BLOCK, io->buf,
+                   orwrite_read_done);
+}
+
+void sbc_orwrite(struct scsi_cmd *cmd)
+{
+    const uint8_t *cdb = cmd->cdb;
+    uint64_t lba;
+    uint32_t n;
+    sbc_decode_rw(cdb, &lba, &n);
+    if (!scsi_check_range(cmd, lba, n))
+        goto out;
+    if (n > SCSI_MAX_XFER_BLOCKS) {
+        scsi_bad_cdb(cmd, len_byte(cdb[0]), -1);
+        goto out;
+    }
+    if (n == 0)
+        goto out;
+    struct scsi_io *io = scsi_io_new(cmd, (size_t)n * SCSI_BLOCK);
+    if (!io)
+        return;
+    io->lba = lba;
+    io->nblocks = n;
+    io->flags = (cdb[1] & 0x08) || !lu_wce(cmd->lu) ? VOL_FUA : 0;
+    scsi_io_lock(io, lba, n, true, orwrite_locked);
     return;
 out:
     scsi_complete(cmd);

@@ -253,12 +253,12 @@ static void test_xfer_len(void **state)
     assert_int_equal(t_cmd(s->e, s->l, 0, cdb, 6, NULL, 0, s->in, 1u << 20, &r), SCSI_GOOD);
     assert_int_equal(r.xfer_len, 256 * 512);
     assert_int_equal(r.data_in_len, 256 * 512);
-    /* A write with less Data-Out than asked: INVALID FIELD IN COMMAND INFORMATION UNIT,
-     * nothing written. */
+    /* A write with less Data-Out than asked, not whole blocks: INVALID FIELD IN COMMAND
+     * INFORMATION UNIT, nothing written. (Whole blocks are written: test_scsi_compliance.) */
     t_rw_cdb(cdb, 0x2A, 0, 2, 0);
     uint8_t *data = t_alloc(1024);
     memset(data, 0x5A, 1024);
-    t_cmd(s->e, s->l, 0, cdb, 10, data, 512, NULL, 0, &r);
+    t_cmd(s->e, s->l, 0, cdb, 10, data, 700, NULL, 0, &r);
     assert_sense(&r, 0x5, 0x0E, 0x03);
     assert_int_equal(r.xfer_len, 1024);
     uint8_t *rd = t_alloc(1024);
