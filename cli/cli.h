@@ -458,6 +458,7 @@ struct iscsi_serve_opts {
     const char *auth;   /* "chap" (the default) or "none" */
     const char *chap_user, *chap_secret, *mutual_user, *mutual_secret;
     const char *initiators; /* allowed initiator names, separated by commas or spaces */
+    const char *nop_interval, *nop_timeout; /* seconds: idle sessions pinged, dropped */
 };
 /* A configuration key of the daemon's file: 1 taken, 0 not an iSCSI key, -1 a bad value. */
 int iscsi_serve_config_key(struct iscsi_serve_opts *o, const char *key, const char *val);

@@ -13,9 +13,10 @@
  *   iscsi-mutual-user, iscsi-mutual-secret, iscsi-initiators) for every target and the
  *   discovery service, overridden per target by STATE_DIR/iscsi.json (`cistern iscsi auth`,
  *   `cistern iscsi initiator`), which is read again at each login so that changes apply to
- *   the next login. CHAP is required unless the effective auth setting is "none"; with
- *   neither a secret nor "none", logins are refused (and the log says why). An empty list
- *   of initiators allows any initiator.
+ *   the next login. CHAP is required unless the effective auth setting is "none" (a
+ *   target with a CHAP secret of its own requires CHAP unless it says auth=none itself);
+ *   with neither a secret nor "none", logins are refused (and the log says why). An empty
+ *   list of initiators allows any initiator.
  *
  * Served volumes
  *   The logical units' volume handles are counted per volume, like the NBD connections in
@@ -79,7 +80,16 @@ int iscsi_serve_config_key(struct iscsi_serve_opts *o, const char *key, const ch
         o->mutual_secret = val;
     else if (strcmp(key, "iscsi-initiators") == 0)
         o->initiators = val;
-    else
+    else if (strcmp(key, "iscsi-nop-interval") == 0 || strcmp(key, "iscsi-nop-timeout") == 0) {
+        char *end;
+        long n = strtol(val, &end, 10);
+        if (*end || n < 1 || n > 3600)
+            return -1;
+        if (key[10] == 'i')
+            o->nop_interval = val;
+        else
+            o->nop_timeout = val;
+    } else
         return 0;
     if (strlen(val) > ISCSI_CHAP_MAX)
         return -1;
@@ -100,6 +110,8 @@ void iscsi_serve_opts_merge(struct iscsi_serve_opts *o, const struct iscsi_serve
     TAKE(mutual_user);
     TAKE(mutual_secret);
     TAKE(initiators);
+    TAKE(nop_interval);
+    TAKE(nop_timeout);
 #undef TAKE
 }
 
@@ -169,6 +181,10 @@ static int effective_auth(struct iscsi_serve *s, const char *pool, const char *i
     if (pool != NULL && iscsi_conf_load(s->cli->state_dir, &conf) == 0 &&
         json_object_object_get_ex(conf, "targets", &targets) &&
         json_object_object_get_ex(targets, pool, &t) && json_object_is_type(t, json_type_object)) {
+        /* A target with a CHAP secret of its own requires CHAP, unless it says auth=none
+         * itself: the daemon's "none" is for targets without settings. */
+        if (json_object_object_get_ex(t, "chap_secret", &v))
+            auth->allow_none = false;
         if (json_object_object_get_ex(t, "auth", &v)) {
             const char *a = json_object_get_string(v);
             if (strcmp(a, "none") == 0)
@@ -439,7 +455,11 @@ int iscsi_serve_start(const struct cli *cli, struct pool *const *pools, size_t n
         .lun_open = t_lun_open,
         .lun_close = t_lun_close,
     };
-    struct iscsi_config cfg = {.listen = iscsi_serve_listen(o)};
+    struct iscsi_config cfg = {
+        .listen = iscsi_serve_listen(o),
+        .nop_interval_s = o->nop_interval ? (unsigned)atoi(o->nop_interval) : 0,
+        .nop_timeout_s = o->nop_timeout ? (unsigned)atoi(o->nop_timeout) : 0,
+    };
     struct iscsi_serve *s = calloc(1, sizeof *s);
     int r;
 

@@ -508,13 +508,15 @@ static bool cmd_header(struct iscsi_conn *c)
         if (wr) {
             t->out_want = MIN(edtl, scsi_data_out_len(&t->sc));
             if (edtl) {
-                t->out = malloc(edtl);
+                /* Aligned, so that the SCSI layer writes to the volume from it directly. */
+                size_t sz = ROUND_UP((size_t)edtl, 4096);
+                t->out = aligned_alloc(4096, sz);
                 if (!t->out) {
                     set_sense(t, 0x05, 0x24, 0x00);
                     refuse = true;
                 } else {
-                    t->charged = edtl;
-                    c->inflight_bytes += edtl;
+                    t->charged = sz;
+                    c->inflight_bytes += sz;
                 }
             }
         }
