@@ -127,9 +127,11 @@ static bool lock_acquire(struct ioreq *rq)
     pthread_mutex_lock(&vs->lock);
     TAILQ_INSERT_TAIL(&vs->reqs, rq, link);
     rq->locked = true;
-    rq->granted = can_start(vs, rq);
+    bool granted = rq->granted = can_start(vs, rq);
     pthread_mutex_unlock(&vs->lock);
-    return rq->granted;
+    /* Not rq->granted: once unlocked, a release on another thread may grant, run and free
+     * a request that had to wait. */
+    return granted;
 }
 
 static void lock_release(struct ioreq *rq);
