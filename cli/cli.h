@@ -473,6 +473,9 @@ int iscsi_serve_start(const struct cli *cli, struct pool *const *pools, size_t n
 void iscsi_serve_stop(struct iscsi_serve *s); /* accepts NULL */
 /* Logical units that have volume @vol of @pool open. Thread-safe; accepts NULL. */
 unsigned iscsi_serve_clients(struct iscsi_serve *s, struct pool *pool, const char *vol);
+/* Ends the iSCSI sessions that use volume @vol of @pool and waits (30 s at most) until its
+ * LUs are closed. Returns how many LUs still hold it. Accepts NULL. */
+unsigned iscsi_serve_evict(struct iscsi_serve *s, struct pool *pool, const char *vol);
 /* LUN numbers changed: sessions look their LUNs up again. No-op outside the daemon. */
 void iscsi_serve_luns_changed(void);
 

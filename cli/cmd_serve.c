@@ -304,6 +304,7 @@ static unsigned evict(void *ctx, struct pool *pool, const char *vol)
     struct serve_ctx *sc = ctx;
     struct vol_info vi;
 
+    iscsi_serve_evict(sc->iscsi, pool, vol); /* the iSCSI sessions using it end, and wait */
     if (vol_get_info(pool, vol, &vi) < 0 || sc->nbd == NULL)
         return clients(ctx, pool, vol);
     struct evict_ctx ec = {sc, pool, vi.id};

@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "iscsi-target/iscsi-target.h"
 
@@ -431,6 +432,21 @@ unsigned iscsi_serve_clients(struct iscsi_serve *s, struct pool *pool, const cha
             n++;
     pthread_mutex_unlock(&s->mu);
     return n;
+}
+
+unsigned iscsi_serve_evict(struct iscsi_serve *s, struct pool *pool, const char *vol)
+{
+    struct vol_info vi;
+    struct pool_stats st;
+    if (s == NULL || vol_get_info(pool, vol, &vi) < 0)
+        return iscsi_serve_clients(s, pool, vol);
+    pool_stat(pool, &st);
+    iscsi_server_evict(s->srv, st.uuid, vi.id);
+    /* The sessions finish their commands, end, and their LUs close: bounded wait. */
+    for (int i = 0; i < 300 && iscsi_serve_clients(s, pool, vol) > 0; i++)
+        usleep(100 * 1000);
+    iscsi_server_evict_end(s->srv, st.uuid, vi.id);
+    return iscsi_serve_clients(s, pool, vol);
 }
 
 void iscsi_serve_luns_changed(void)

@@ -188,9 +188,9 @@ struct iscsi_conn {
     enum conn_state state;
     enum conn_phase phase;
     LIST_ENTRY(iscsi_conn) link; /* srv->conns (server lock) */
-    bool stop_pending, tick_pending, kill_pending; /* posted work not yet run (lock) */
+    bool stop_pending, tick_pending, kill_pending, evict_pending; /* posted, not run (lock) */
     bool stopping;
-    struct reactor_work start_work, stop_work, tick_work, kill_work;
+    struct reactor_work start_work, stop_work, tick_work, kill_work, evict_work;
     unsigned jobs; /* jobs on the service thread referring to the connection */
 
     /* Input */
@@ -283,6 +283,11 @@ struct iscsi_server {
     uint16_t next_tsih;
     LIST_HEAD(, iscsi_conn) conns;
     uint64_t lun_gen; /* atomic */
+    struct evict_req {
+        uint8_t pool_uuid[16];
+        uint64_t vol_id;
+    } evicts[16]; /* volumes being pulled from their sessions (lock) */
+    unsigned nevicts;
 
     /* The service thread: LU opens, connection frees, LU destroys. */
     pthread_t service;

@@ -123,6 +123,18 @@ unsigned iscsi_server_connections(struct iscsi_server *srv);
 void iscsi_server_luns_changed(struct iscsi_server *srv);
 
 /*
+ * Ends every session that uses the logical unit of volume @vol_id of the pool @pool_uuid:
+ * its commands in flight complete and are answered, then it logs out the hard way (the
+ * connection closes) and its LUs are released, which hands the volume back through
+ * lun_close() when no other session uses it. Returns at once. For pulling a volume from
+ * under its initiators (delete, shrink, rollback with --force); iscsi_server_evict_end
+ * forgets the request. Thread-safe.
+ */
+void iscsi_server_evict(struct iscsi_server *srv, const uint8_t pool_uuid[16], uint64_t vol_id);
+void iscsi_server_evict_end(struct iscsi_server *srv, const uint8_t pool_uuid[16],
+                            uint64_t vol_id);
+
+/*
  * Stops accepting, ends every session (commands in flight finish first), destroys every
  * logical unit, hands every volume back through lun_close(), and frees the server. Must
  * not be called on a reactor thread. Accepts NULL.

@@ -284,7 +284,7 @@ void iscsi_conn_release(struct iscsi_conn *c)
 {
     struct iscsi_server *srv = c->srv;
     pthread_mutex_lock(&srv->lock);
-    if (c->stop_pending || c->tick_pending || c->kill_pending) {
+    if (c->stop_pending || c->tick_pending || c->kill_pending || c->evict_pending) {
         /* Posted work still refers to c; it releases again when it has run. */
         c->released = false;
         pthread_mutex_unlock(&srv->lock);
@@ -366,6 +366,66 @@ uint16_t iscsi_session_register(struct iscsi_conn *c, uint16_t tsih_in)
     }
     pthread_mutex_unlock(&srv->lock);
     return status;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Evicting: sessions let go of a volume
+ */
+
+static void evict_work_fn(struct reactor_work *w)
+{
+    struct iscsi_conn *c = container_of(w, struct iscsi_conn, evict_work);
+    struct iscsi_server *srv = c->srv;
+    struct evict_req ev[ARRAY_SIZE(srv->evicts)];
+    unsigned n;
+    iscsi_conn_enter(c);
+    pthread_mutex_lock(&srv->lock);
+    c->evict_pending = false;
+    n = srv->nevicts;
+    memcpy(ev, srv->evicts, n * sizeof ev[0]);
+    pthread_mutex_unlock(&srv->lock);
+    /* The bindings are this reactor's; their LUs' identities never change. */
+    for (struct iscsi_binding *b = c->bindings; b; b = b->next)
+        for (unsigned i = 0; i < n; i++)
+            if (b->ilu->vol_id == ev[i].vol_id &&
+                memcmp(b->ilu->pool_uuid, ev[i].pool_uuid, 16) == 0 && c->state < CS_CLOSING) {
+                log_warn("iscsi: %s: the session of %s ends: its volume is pulled", c->peer,
+                         c->initiator);
+                iscsi_conn_finish(c);
+            }
+    iscsi_conn_leave(c);
+}
+
+void iscsi_server_evict(struct iscsi_server *srv, const uint8_t pool_uuid[16], uint64_t vol_id)
+{
+    pthread_mutex_lock(&srv->lock);
+    if (srv->nevicts < ARRAY_SIZE(srv->evicts)) {
+        memcpy(srv->evicts[srv->nevicts].pool_uuid, pool_uuid, 16);
+        srv->evicts[srv->nevicts].vol_id = vol_id;
+        srv->nevicts++;
+    }
+    struct iscsi_conn *c;
+    LIST_FOREACH(c, &srv->conns, link)
+    {
+        if (!c->evict_pending) {
+            c->evict_pending = true;
+            c->evict_work.fn = evict_work_fn;
+            pool_reactor_post(c->reactor, &c->evict_work);
+        }
+    }
+    pthread_mutex_unlock(&srv->lock);
+}
+
+void iscsi_server_evict_end(struct iscsi_server *srv, const uint8_t pool_uuid[16],
+                            uint64_t vol_id)
+{
+    pthread_mutex_lock(&srv->lock);
+    for (unsigned i = 0; i < srv->nevicts; i++)
+        if (srv->evicts[i].vol_id == vol_id && memcmp(srv->evicts[i].pool_uuid, pool_uuid, 16) == 0) {
+            srv->evicts[i] = srv->evicts[--srv->nevicts];
+            break;
+        }
+    pthread_mutex_unlock(&srv->lock);
 }
 
 /* ------------------------------------------------------------------------------------------

@@ -91,6 +91,16 @@ for ((i = 0; i < 50; i++)); do
     sleep 0.2 # the logical unit closes once its last session has gone
 done
 check "vol delete works once the session is gone" bash -c "! '$CISTERN' vol info tank/late 2>/dev/null"
+"$CISTERN" vol create tank/pulled --size 16M >/dev/null
+lun_pulled=$(lun_of pulled)
+timeout 60 qemu-io -f raw -c 'read 0 4k' -c 'sleep 5000' -c 'read 4k 4k' "$url/$lun_pulled" \
+    >hold2.log 2>&1 &
+hold=$!
+sleep 2
+check "vol delete --force ends the iSCSI sessions using the volume and deletes it" \
+    "$CISTERN" vol delete tank/pulled --force
+check "the deleted volume is gone" bash -c "! '$CISTERN' vol info tank/pulled 2>/dev/null"
+wait "$hold"
 
 # --- stop, check, restart -------------------------------------------------------------------
 check "SIGTERM stops the server with status 0" iscsi_stop
