@@ -524,6 +524,18 @@ for l in $lines; do
         "$(med ccpu cis-nbd "$l")"
 done
 
+# The figure of every round, in the order the rounds ran: how far to trust the medians.
+printf '\nEvery round (the medians above are of these)\n\n'
+printf '%-26s %-19s %-19s %-19s %-19s\n' "line" "tgtd rdwr" "tgtd aio" "cis iscsi" "cis nbd"
+for l in $lines; do
+    printf '%-26s' "$(label "$l")"
+    for t in tgt-rdwr tgt-aio cis-iscsi cis-nbd; do
+        printf ' %-19s' "$(tr ' ' '\n' <<<"${vals[$t,$l]:-}" | awk 'NF { printf "%s%.0f", n++ ? "/" : "", $1 }
+            END { if (!n) printf "-" }')"
+    done
+    printf '\n'
+done
+
 if [ -s "$errors" ] || [ "$cis_alive" = no ]; then
     printf '\nFailures:\n'
     [ "$cis_alive" = yes ] || printf '  cistern serve was no longer running at the end of the lines\n'
