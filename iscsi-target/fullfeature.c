@@ -320,8 +320,8 @@ static void try_run(struct iscsi_task *t)
     struct iscsi_conn *c = t->c;
     if (t->state != TS_READY || !t->ordered || t->waiting)
         return;
-    if (t->sc.status == SCSI_CHECK_CONDITION && t->sc.sense_len) {
-        task_answer(t, SCSI_CHECK_CONDITION); /* refused by the transport */
+    if (t->refused) {
+        task_answer(t, t->refused); /* refused by the transport */
         return;
     }
     struct sess_lu *slu = iscsi_sess_lu(c, t->lun);
@@ -510,8 +510,11 @@ static bool cmd_header(struct iscsi_conn *c)
             if (edtl) {
                 /* Aligned, so that the SCSI layer writes to the volume from it directly. */
                 size_t sz = ROUND_UP((size_t)edtl, 4096);
-                t->out = aligned_alloc(4096, sz);
-                if (!t->out) {
+                if (c->inflight_bytes > 0 && c->inflight_bytes + sz > ISCSI_MAX_INFLIGHT_BYTES) {
+                    /* Too much data held by this session already: try again later. */
+                    t->refused = SCSI_TASK_SET_FULL;
+                    refuse = true;
+                } else if (!(t->out = aligned_alloc(4096, sz))) {
                     set_sense(t, 0x05, 0x24, 0x00);
                     refuse = true;
                 } else {
@@ -521,8 +524,11 @@ static bool cmd_header(struct iscsi_conn *c)
             }
         }
     }
-    if (refuse)
+    if (refuse) {
         t->out_want = 0;
+        if (!t->refused)
+            t->refused = SCSI_CHECK_CONDITION;
+    }
     c->rx_task = t;
     c->data_dst = refuse ? NULL : t->out;
     if (!imm && sn == c->exp_cmdsn) {
@@ -627,7 +633,7 @@ static void cmd_pdu(struct iscsi_conn *c)
 {
     struct iscsi_task *t = c->rx_task;
     t->out_got = c->dlen;
-    if (t->sc.sense_len) {
+    if (t->refused) {
         /* Refused: its data (none kept) must still all arrive before the answer. */
         if (!t->unsol_open) {
             t->state = TS_READY;

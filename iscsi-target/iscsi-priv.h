@@ -124,6 +124,7 @@ struct iscsi_task {
     bool immediate, rd, wr;
     bool ordered;  /* its CmdSN turn came (immediate tasks at once) */
     bool aborted;  /* by a TMF: no response; freed when the SCSI layer is done */
+    uint8_t refused; /* the transport answers it with this status (and t->sc's sense) */
     struct iscsi_tmf *tmf;
 
     /* Data-Out */

@@ -3,7 +3,9 @@
 # volume, with the same LUN given twice so that the multipath tests run over two sessions,
 # and the ReadOnly suite against a snapshot's LUN. The test fails on any FAILED test, and on
 # any SKIPPED test that is not in the list below with its reason: the list is the whole
-# truth about what the suite cannot check here, and stays honest.
+# truth about what the suite cannot check here, and stays honest. The one exception to "no
+# failure" is the short list of disputed tests below, where the target follows SBC-4 and
+# the suite does not; each must fail with its known message.
 #
 # Needs: iscsi-test-cu (libiscsi-bin), python3.
 set -u
@@ -27,23 +29,7 @@ expected_skips=(
     # WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 ("to the end") is refused (WSNZ=1).
     "WriteSame10.ZeroBlocks|WRITESAME10 does not support 0-blocks."
     "WriteSame16.ZeroBlocks|WRITESAME16 does not support 0-blocks."
-    # Commands the SCSI layer (scsi*.c) does not implement (yet).
-    "OrWrite.Simple|ORWRITE is not implemented."
-    "OrWrite.BeyondEol|ORWRITE is not implemented."
-    "OrWrite.ZeroBlocks|ORWRITE is not implemented."
-    "OrWrite.Protect|ORWRITE is not implemented."
-    "OrWrite.DpoFua|ORWRITE is not implemented."
-    "OrWrite.Verify|ORWRITE is not implemented."
-    "Prefetch10.Simple|PREFETCH10 is not implemented."
-    "Prefetch10.BeyondEol|PREFETCH10 is not implemented."
-    "Prefetch10.ZeroBlocks|PREFETCH10 is not implemented."
-    "Prefetch10.Flags|PREFETCH10 is not implemented."
-    "Prefetch16.Simple|PREFETCH16 is not implemented."
-    "Prefetch16.BeyondEol|PREFETCH16 is not implemented."
-    "Prefetch16.ZeroBlocks|PREFETCH16 is not implemented."
-    "Prefetch16.Flags|PREFETCH16 is not implemented."
-    "ReadDefectData10.Simple|READDEFECTDATA10 is not implemented."
-    "ReadDefectData12.Simple|READDEFECTDATA12 is not implemented."
+    # Commands the SCSI layer does not implement, and why (docs/iscsi-scsi.md, "Not yet").
     "WriteAtomic16.Simple|WRITEATOMIC16 is not implemented."
     "WriteAtomic16.BeyondEol|WRITEATOMIC16 is not implemented."
     "WriteAtomic16.ZeroBlocks|WRITEATOMIC16 is not implemented."
@@ -63,6 +49,15 @@ expected_skips=(
     "Sanitize.Reset|SANITIZE OVERWRITE is not implemented"
 )
 
+# Test|why: failures where the suite and the standard disagree, and the target follows the
+# standard (docs/iscsi-scsi.md, "Compliance"). Each must still fail for that reason only: a
+# listed test that passes is reported, and any other failure fails this test.
+disputed=(
+    # GET LBA STATUS: the first descriptor starts at the CDB's LBA (SBC-4); the suite wants
+    # it rounded to the physical block, which is the grain (8 logical blocks) here.
+    "GetLBAStatus.UnmapSingle|lba offset in first descriptor does not"
+)
+
 iscsi_setup 3G
 "$CISTERN" vol create tank/cu --size 1G >/dev/null || exit 1
 "$CISTERN" snap create tank/cu@ro >/dev/null || exit 1
@@ -72,13 +67,15 @@ iscsi_start --threads 2 || finish
 
 # `iscsi-test-cu` text output -> verdict. Prints one line per problem; exits 1 on any.
 judge() {
-    python3 - "$@" <<'EOF'
-import re, sys
+    DISPUTED=$(printf '%s\n' "${disputed[@]}") python3 - "$@" <<'EOF'
+import os, re, sys
 log, expected = sys.argv[1], sys.argv[2:]
 exp = {}
 for e in expected:
     name, reason = e.split("|", 1)
     exp[name] = reason
+disputed = dict(l.split("|", 1) for l in os.environ.get("DISPUTED", "").splitlines() if l)
+text = open(log, errors="replace").read()
 suite = cur = None
 skips, failed, ran = {}, [], set()
 summary = None
@@ -106,8 +103,14 @@ if summary is None:
     sys.exit(1)
 total, nran, passed, nfailed = summary
 for t in failed:
+    if t in disputed and disputed[t] in text:
+        print("disputed: %s FAILED, as expected: %s" % (t, disputed[t]))
+        continue
     print("FAIL: %s FAILED" % t)
     bad += 1
+for t in sorted(disputed):
+    if t in ran and t not in failed:
+        print("note: %s passes now (remove it from the disputed list)" % t)
 if nfailed != len(failed):
     print("FAIL: the summary counts %d failures, %d were found in the log" % (nfailed, len(failed)))
     bad += 1
@@ -132,9 +135,7 @@ check "iscsi-test-cu -d -S -t ALL (multipath: the LUN twice)" bash -c \
 check "no test failed and every skip is expected" judge cu.log "${expected_skips[@]}"
 check "ReadOnly suite against the snapshot's LUN" bash -c \
     "timeout 300 iscsi-test-cu -d -t ALL.ReadOnly $url/5 >ro.log 2>&1"
-# Inside the test, its ORWRITE step is skipped (the SCSI layer has no ORWRITE yet).
-check "the ReadOnly suite ran and passed" judge ro.log \
-    "ReadOnly.ReadOnlySBC|ORWRITE is not implemented."
+check "the ReadOnly suite ran and passed, skipping nothing" judge ro.log
 check "the ReadOnly test saw a write-protected LUN" bash -c \
     "grep -q 'Test: ReadOnlySBC ...' ro.log && ! grep -q 'not write-protected' ro.log"
 check "the target still serves and stops cleanly" iscsi_stop
