@@ -449,6 +449,7 @@ static int op_vol_create(const struct op_env *env UNUSED, struct pool *pool,
 
     if (r < 0)
         return vol_fail(e, a, r);
+    iscsi_serve_luns_changed(); /* a new LUN: iSCSI sessions are told to rescan */
     *out = vol_json(pool, vi.name, &vi);
     return 0;
 }
@@ -556,6 +557,7 @@ static int op_vol_delete(const struct op_env *env, struct pool *pool, const stru
     r = vol_delete(pool, a->obj.vol);
     if (r < 0)
         return vol_fail(e, a, r);
+    iscsi_serve_luns_changed(); /* its LUN is gone */
     *out = json_object_new_object();
     jadd_str(*out, "name", full);
     return 0;
@@ -643,6 +645,7 @@ static int op_snap_delete(const struct op_env *env, struct pool *pool, const str
     int r = vol_delete(pool, name);
     if (r < 0)
         return op_fail(e, r, "%s/%s: %s", a->obj.pool, name, vol_error_cause(r));
+    iscsi_serve_luns_changed(); /* its LUN, if it had one, is gone */
     *out = json_object_new_object();
     return 0;
 }

@@ -324,13 +324,27 @@ static void try_run(struct iscsi_task *t)
         task_answer(t, t->refused); /* refused by the transport */
         return;
     }
+    /* The target's LUN inventory changed since this session last looked: the next command
+     * (but those that report LUNs and sense) gets REPORTED LUNS DATA HAS CHANGED, once, so
+     * that the initiator rescans (SAM-5 target-wide unit attention, left to the transport). */
+    uint64_t gen = iscsi_lun_gen(c->srv);
+    if (gen != c->seen_gen) {
+        c->seen_gen = gen;
+        c->luns_ua = true;
+    }
+    uint8_t op = t->sc.cdb[0];
+    if (c->luns_ua && op != 0x12 && op != 0xa0 && op != 0x03) {
+        c->luns_ua = false;
+        set_sense(t, 0x06, 0x3f, 0x0e); /* UNIT ATTENTION, REPORTED LUNS DATA HAS CHANGED */
+        task_answer(t, SCSI_CHECK_CONDITION);
+        return;
+    }
     struct sess_lu *slu = iscsi_sess_lu(c, t->lun);
     if (!slu) {
         task_answer(t, SCSI_BUSY);
         return;
     }
     t->slu = slu;
-    uint64_t gen = iscsi_lun_gen(c->srv);
     if (slu->state == SLU_READY && slu->gen == gen) {
         iscsi_task_run(t);
         return;

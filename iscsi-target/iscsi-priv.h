@@ -249,6 +249,8 @@ struct iscsi_conn {
     uint8_t rx_reject; /* the PDU being read gets this Reject reason (0: none) */
     bool rx_drop;      /* the PDU being read is dropped (out of the CmdSN window) */
     bool logout_sent;
+    uint64_t seen_gen; /* the LUN generation this session knows */
+    bool luns_ua;      /* REPORTED LUNS DATA HAS CHANGED is due */
     struct iscsi_binding *bindings; /* every binding ever made, freed with the connection */
     uint64_t commands;
     /* Text: a response too long for one PDU, continued */

@@ -405,6 +405,7 @@ static uint16_t first_request(struct iscsi_conn *c, const struct kv *kv, int n, 
 static void login_complete(struct iscsi_conn *c)
 {
     c->phase = PH_FULL;
+    c->seen_gen = iscsi_lun_gen(c->srv);
     c->hdigest = c->p.header_digest;
     c->ddigest = c->p.data_digest;
     if (c->p.first_burst > c->p.max_burst)

@@ -666,6 +666,20 @@ check("an initiator that answers pings stays (pings answered: %d)" % c.pings, al
 c.close()
 healthy("pings")
 
+case("a LUN appears: REPORTED LUNS DATA HAS CHANGED, once")
+if os.environ.get("CISTERN"):
+    c = login()
+    tur_until_good(c)
+    import subprocess
+    subprocess.run([os.environ["CISTERN"], "vol", "create", "tank/appears", "--size", "1M"],
+                   check=True, stdout=subprocess.DEVNULL)
+    st, _, sense = scsi(c, b"\0" * 6)
+    check("the next command gets UNIT ATTENTION 3F/0E",
+          st == 2 and len(sense) >= 14 and sense[2] & 0x0F == 6 and sense[12:14] == b"\x3f\x0e")
+    st, _, _ = scsi(c, b"\0" * 6)
+    check("... and only that one", st == 0)
+    c.close()
+
 case("logout with a command in flight")
 c = login()
 tur_until_good(c)
