@@ -53,7 +53,7 @@ static const struct command serve_command = {
     .name = "serve",
     .synopsis = "[POOL...] [--config FILE] [--nbd ADDR:PORT|unix:PATH|none] [--control PATH] "
                 "[--tls-cert FILE --tls-key FILE [--tls-ca FILE] [--tls-required]] "
-                "[--threads N] [--read-only] [--syslog] [--log-level LEVEL]",
+                "[--threads N] [--read-only] [--syslog] [--log-level LEVEL] [--iscsi [ADDR:PORT]]",
     .summary = "Serve the volumes of pools over NBD, and the commands of cistern on a control "
                "socket, until SIGTERM or SIGINT.",
 };

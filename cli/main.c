@@ -47,7 +47,7 @@ static void usage_all(FILE *f)
         }
     fprintf(f, "  serve [POOL...] [--config FILE] [--nbd ADDR:PORT|unix:PATH] [--control PATH]\n"
                "        [--tls-cert F --tls-key F [--tls-ca F] [--tls-required]] [--read-only]\n"
-               "        [--threads N] [--syslog] [--log-level LEVEL]\n");
+               "        [--threads N] [--syslog] [--log-level LEVEL] [--iscsi [ADDR:PORT]]\n");
     fprintf(f, "\nSizes take K, M, G, T suffixes (powers of 1024). Names are POOL and "
                "POOL/VOLUME.\n"
                "Run 'cistern GROUP COMMAND --help' for one command.\n");
