@@ -52,6 +52,11 @@ check "the other pool (no secret of its own) takes the daemon's" \
     inq "iscsi://disc%discovery-secret1@$portal/${IQN_PREFIX}other/0"
 check "qemu-img reads through CHAP" bash -c \
     "timeout 60 qemu-img info 'iscsi://alice%$secret@$portal/$target/0' | grep -q 'virtual size: 16 MiB'"
+head -c $((16 * M)) /dev/urandom >"$tmp/img"
+check "qemu-img convert into the LUN through CHAP" \
+    timeout 120 qemu-img convert -n -f raw -O raw "$tmp/img" "iscsi://alice%$secret@$portal/$target/0"
+check "qemu-img compare through CHAP" \
+    timeout 120 qemu-img compare -f raw -F raw "$tmp/img" "iscsi://alice%$secret@$portal/$target/0"
 
 # --- mutual CHAP, set through the daemon ----------------------------------------------------
 check "iscsi auth set through the daemon: mutual CHAP" \
