@@ -602,12 +602,20 @@ static void tick_work_fn(struct reactor_work *w)
 static void *ticker_main(void *arg)
 {
     struct iscsi_server *srv = arg;
+    struct timespec next;
+    clock_gettime(CLOCK_REALTIME, &next);
     pthread_mutex_lock(&srv->lock);
     while (!srv->ticker_stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
-        pthread_cond_timedwait(&srv->cond, &srv->lock, &ts);
+        /* The condition is shared with other waiters: wake-ups before the second is up are
+         * not ticks. */
+        next.tv_sec += 1;
+        int r = 0;
+        while (!srv->ticker_stop && r != ETIMEDOUT)
+            r = pthread_cond_timedwait(&srv->cond, &srv->lock, &next);
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (now.tv_sec > next.tv_sec + 1)
+            next = now; /* fell behind (a suspended machine): no burst of ticks */
         if (srv->ticker_stop || srv->stopping)
             continue;
         struct iscsi_conn *c;
