@@ -77,11 +77,9 @@ struct iscsi_conn *iscsi_conn_new(struct iscsi_server *srv, int fd, struct react
     if (!c)
         return NULL;
     c->in = malloc(ISCSI_IN_SIZE);
-    c->data = malloc(ISCSI_MAX_RECV_SEGMENT);
     c->stage = malloc(ISCSI_OUT_STAGE);
-    if (!c->in || !c->data || !c->stage) {
+    if (!c->in || !c->stage) {
         free(c->in);
-        free(c->data);
         free(c->stage);
         free(c);
         return NULL;
@@ -98,6 +96,15 @@ struct iscsi_conn *iscsi_conn_new(struct iscsi_server *srv, int fd, struct react
     sock_name(fd, false, c->peer, sizeof c->peer);
     sock_name(fd, true, c->local, sizeof c->local);
     return c;
+}
+
+/* The buffer for data segments of PDUs other than Data-Out and commands (logins, NOP-Out
+ * ping data, Text), allocated on first use: an idle session does not hold it. */
+uint8_t *iscsi_conn_data_buf(struct iscsi_conn *c)
+{
+    if (!c->data && !(c->data = malloc(ISCSI_MAX_RECV_SEGMENT)))
+        iscsi_conn_kill(c, "out of memory for a data segment");
+    return c->data;
 }
 
 /* ------------------------------------------------------------------------------------------

@@ -775,7 +775,8 @@ static void text_pdu(struct iscsi_conn *c)
         return;
     }
     c->text_req = p;
-    memcpy(p + c->text_req_len, c->data, c->dlen);
+    if (c->dlen)
+        memcpy(p + c->text_req_len, c->data, c->dlen);
     c->text_req_len += c->dlen;
     if (cont) {
         c->text_len = c->text_off = 0;
@@ -1004,6 +1005,8 @@ bool iscsi_ff_header(struct iscsi_conn *c)
             c->rx_reject = REJECT_PROTOCOL_ERROR;
             return true;
         }
+        if (c->dlen && !iscsi_conn_data_buf(c))
+            return false;
         c->data_dst = c->data;
         return true;
     case ISCSI_OP_LOGIN_REQ:

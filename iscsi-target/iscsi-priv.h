@@ -204,7 +204,8 @@ struct iscsi_conn {
     uint8_t ahs[ISCSI_AHS_MAX + ISCSI_DIGEST_SIZE];
     uint32_t ahs_len, dlen;
     uint8_t tail[8];
-    uint8_t *data;        /* ISCSI_MAX_RECV_SEGMENT bytes: data of non-Data-Out PDUs */
+    uint8_t *data;        /* ISCSI_MAX_RECV_SEGMENT bytes: data of non-Data-Out PDUs
+                             (iscsi_conn_data_buf allocates it on first use) */
     uint8_t *data_dst;    /* where this PDU's data went (NULL: discarded) */
     struct iscsi_task *rx_task; /* the task whose data is being read */
     bool rx_pending, rx_direct;
@@ -326,6 +327,8 @@ void iscsi_conn_finish(struct iscsi_conn *c);
 void iscsi_conn_enter(struct iscsi_conn *c);
 void iscsi_conn_leave(struct iscsi_conn *c);
 void iscsi_conn_check_closing(struct iscsi_conn *c);
+/* c->data, allocated on first use; NULL (and the connection killed) when out of memory. */
+uint8_t *iscsi_conn_data_buf(struct iscsi_conn *c);
 
 /* pdu.c */
 void iscsi_rx_begin(struct iscsi_conn *c); /* -> CS_BHS */

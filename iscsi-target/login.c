@@ -607,7 +607,8 @@ void iscsi_login_pdu(struct iscsi_conn *c)
             return;
         }
         ls->acc = p;
-        memcpy(ls->acc + ls->acc_len, c->data, c->dlen);
+        if (c->dlen)
+            memcpy(ls->acc + ls->acc_len, c->data, c->dlen);
         ls->acc_len += c->dlen;
     }
     if (cont) {
@@ -624,13 +625,14 @@ void iscsi_login_pdu(struct iscsi_conn *c)
         free(text);
         return;
     }
-    /* c->data has room past the segment for the terminating NUL. */
+    /* A copy, with room for the terminating NUL: parsing writes into the text. */
     uint8_t *tmp = malloc(c->dlen + 1);
     if (!tmp) {
         login_fail(c, LOGIN_OUT_OF_RESOURCES, "out of memory");
         return;
     }
-    memcpy(tmp, c->data, c->dlen);
+    if (c->dlen)
+        memcpy(tmp, c->data, c->dlen);
     login_request(c, (char *)tmp, c->dlen);
     free(tmp);
 }

@@ -79,6 +79,8 @@ static void header_done(struct iscsi_conn *c)
             iscsi_conn_kill(c, why);
             return;
         }
+        if (c->dlen && !iscsi_conn_data_buf(c))
+            return;
         c->data_dst = c->data;
     } else if (!iscsi_ff_header(c)) {
         return;
