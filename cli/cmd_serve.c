@@ -297,8 +297,9 @@ static bool evict_match(void *ctx, struct vol *v)
     return match;
 }
 
-/* struct op_env.evict: disconnects the NBD clients of @vol of @pool and waits, EVICT_WAIT_S
- * at most, until their handles are closed. Returns how many clients still hold it. */
+/* struct op_env.evict: ends the iSCSI sessions using @vol of @pool (iscsi_serve_evict), then
+ * disconnects its NBD clients and waits, EVICT_WAIT_S at most, until their handles are
+ * closed. Returns how many clients still hold it. */
 static unsigned evict(void *ctx, struct pool *pool, const char *vol)
 {
     struct serve_ctx *sc = ctx;

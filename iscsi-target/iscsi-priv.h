@@ -313,6 +313,8 @@ uint16_t iscsi_session_register(struct iscsi_conn *c, uint16_t tsih_in);
 /* Posts a job to the service thread that resolves and opens @slu's LUN for @c. */
 int iscsi_lun_job(struct iscsi_conn *c, struct sess_lu *slu);
 uint64_t iscsi_lun_gen(struct iscsi_server *srv);
+/* Detaches a finished connection's nexuses and releases its LUs (service thread). */
+void iscsi_sess_free(struct iscsi_conn *c);
 
 /* conn.c */
 struct iscsi_conn *iscsi_conn_new(struct iscsi_server *srv, int fd, struct reactor *r);
@@ -382,7 +384,6 @@ struct sess_lu *iscsi_sess_lu(struct iscsi_conn *c, uint64_t lun);
 /* A job's answer arrived on the reactor: the binding (or NULL: no such LUN). */
 void iscsi_sess_lu_ready(struct iscsi_conn *c, struct sess_lu *slu, struct iscsi_binding *b);
 size_t iscsi_report_luns(void *ctx, uint64_t *luns, size_t max);
-void iscsi_sess_free(struct iscsi_conn *c); /* service thread: detaches, unrefs */
 
 /* fullfeature.c */
 /* A full feature PDU's header arrived: decide where its data goes (c->data_dst, c->rx_task)
