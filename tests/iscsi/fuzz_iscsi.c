@@ -27,9 +27,9 @@
 #include "common/common.h"
 #include "iscsi-target/iscsi-target.h"
 #include "pool/pool.h"
+#include "tests/fuzz_pool.h"
 #include "volumes/volumes.h"
 
-#define FUZZ_DEADLINE_NS (20ull * 1000 * 1000 * 1000)
 #define T_OPEN "iqn.2026-11.org.cistern:fuzz"
 #define T_CHAP "iqn.2026-11.org.cistern:chap"
 
@@ -97,12 +97,6 @@ static void t_close(void *ctx UNUSED, struct vol *v)
     vol_close(v);
 }
 
-static void die(const char *what, int err)
-{
-    fprintf(stderr, "fuzz_iscsi: %s: %s\n", what, strerror(err < 0 ? -err : err));
-    abort();
-}
-
 int LLVMFuzzerInitialize(int *argc UNUSED, char ***argv UNUSED);
 int LLVMFuzzerInitialize(int *argc UNUSED, char ***argv UNUSED)
 {
@@ -110,82 +104,27 @@ int LLVMFuzzerInitialize(int *argc UNUSED, char ***argv UNUSED)
                                                  t_resolve, t_open, t_close};
     struct iscsi_config cfg = {.nop_interval_s = 1, .nop_timeout_s = 2, .login_timeout_s = 5};
     struct pool_settings ps;
-    char path[] = "/tmp/cistern-iscsi-fuzz-XXXXXX";
-    const char *members[] = {path};
     int r;
 
     log_set_level(LOG_ERR);
     signal(SIGPIPE, SIG_IGN);
     pool_reactors_configure(1);
-    int fd = mkstemp(path);
-    if (fd < 0)
-        die("mkstemp", errno);
-    if (ftruncate(fd, 64 << 20) < 0)
-        die("ftruncate", errno);
-    close(fd);
     pool_settings_default(&ps);
     ps.commit_interval_ms = 60000;
-    if ((r = pool_create("fuzz", members, 1, &ps, true)) < 0)
-        die("pool_create", r);
-    if ((r = pool_open(members, 1, POOL_OPEN_NOLOCK, &g_pool)) < 0)
-        die("pool_open", r);
-    unlink(path); /* the pool keeps it open; nothing is left behind */
-    if ((r = volumes_attach(g_pool)) < 0)
-        die("volumes_attach", r);
+    g_pool = fuzz_pool_create("fuzz", 64 << 20, &ps);
     if ((r = vol_create(g_pool, "vol", 8 << 20, 4 << 10, NULL)) < 0)
-        die("vol_create", r);
+        fuzz_die("vol_create", r);
     if ((r = iscsi_server_start(&cfg, &targets, NULL, &g_srv)) < 0)
-        die("iscsi_server_start", r);
+        fuzz_die("iscsi_server_start", r);
     return 0;
 }
+
+static int adopt(void *srv, int fd) { return iscsi_server_adopt(srv, fd); }
+static unsigned connections(void *srv) { return iscsi_server_connections(srv); }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static char sink[1 << 16];
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-        die("socketpair", errno);
-    if (iscsi_server_adopt(g_srv, sv[0]) < 0)
-        die("iscsi_server_adopt", EIO);
-    int fd = sv[1];
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-
-    size_t off = 0;
-    bool half_closed = false;
-    uint64_t deadline = now_ns() + FUZZ_DEADLINE_NS;
-    for (;;) {
-        if (!half_closed && off == size) {
-            shutdown(fd, SHUT_WR);
-            half_closed = true;
-        }
-        struct pollfd p = {.fd = fd, .events = POLLIN | (half_closed ? 0 : POLLOUT)};
-        if (now_ns() > deadline) {
-            fprintf(stderr, "fuzz_iscsi: the target did not close the connection in time\n");
-            abort();
-        }
-        if (poll(&p, 1, 100) < 0 && errno != EINTR)
-            die("poll", errno);
-        if (p.revents & POLLOUT) {
-            ssize_t n = send(fd, data + off, size - off, MSG_NOSIGNAL);
-            if (n > 0)
-                off += (size_t)n;
-            else if (n < 0 && errno != EAGAIN)
-                off = size; /* the target is gone: stop sending */
-        }
-        if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
-            ssize_t n = read(fd, sink, sizeof sink);
-            if (n == 0 || (n < 0 && errno != EAGAIN))
-                break; /* the target closed the connection */
-        }
-    }
-    close(fd);
-    while (iscsi_server_connections(g_srv) > 0) {
-        if (now_ns() > deadline) {
-            fprintf(stderr, "fuzz_iscsi: a closed connection was never freed\n");
-            abort();
-        }
-        usleep(100);
-    }
+    fuzz_converse(data, size, adopt, connections, g_srv);
     return 0;
 }

@@ -28,7 +28,6 @@
 #include "tests/fuzz_pool.h"
 #include "volumes/volumes.h"
 
-#define FUZZ_DEADLINE_NS (20ull * 1000 * 1000 * 1000)
 
 static struct pool *g_pool;
 static struct nbd_server *g_srv;
@@ -77,53 +76,12 @@ int LLVMFuzzerInitialize(int *argc UNUSED, char ***argv UNUSED)
     return 0;
 }
 
+static int adopt(void *srv, int fd) { return nbd_server_adopt(srv, fd); }
+static unsigned connections(void *srv) { return nbd_server_connections(srv); }
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static char sink[1 << 16];
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-        fuzz_die("socketpair", errno);
-    if (nbd_server_adopt(g_srv, sv[0]) < 0)
-        fuzz_die("nbd_server_adopt", EIO);
-    int fd = sv[1];
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-
-    size_t off = 0;
-    bool half_closed = false;
-    uint64_t deadline = now_ns() + FUZZ_DEADLINE_NS;
-    for (;;) {
-        if (!half_closed && off == size) {
-            shutdown(fd, SHUT_WR);
-            half_closed = true;
-        }
-        struct pollfd p = {.fd = fd, .events = POLLIN | (half_closed ? 0 : POLLOUT)};
-        if (now_ns() > deadline) {
-            fprintf(stderr, "fuzz_nbd: the server did not close the connection in time\n");
-            abort();
-        }
-        if (poll(&p, 1, 100) < 0 && errno != EINTR)
-            fuzz_die("poll", errno);
-        if (p.revents & POLLOUT) {
-            ssize_t n = send(fd, data + off, size - off, MSG_NOSIGNAL);
-            if (n > 0)
-                off += (size_t)n;
-            else if (n < 0 && errno != EAGAIN)
-                off = size; /* the server is gone: stop sending */
-        }
-        if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
-            ssize_t n = read(fd, sink, sizeof sink);
-            if (n == 0 || (n < 0 && errno != EAGAIN))
-                break; /* the server closed the connection */
-        }
-    }
-    close(fd);
-    while (nbd_server_connections(g_srv) > 0) {
-        if (now_ns() > deadline) {
-            fprintf(stderr, "fuzz_nbd: a closed connection was never freed\n");
-            abort();
-        }
-        usleep(100);
-    }
+    fuzz_converse(data, size, adopt, connections, g_srv);
     return 0;
 }
