@@ -1,5 +1,6 @@
-# Shared by the iSCSI tests (sourced, not run): a pool in a temporary directory, and a
-# `cistern serve --iscsi` on 127.0.0.1 at a free port picked from the test's PID.
+# Shared by the iSCSI tests (sourced, not run), on tests/serve.sh: a pool in a temporary
+# directory, and a `cistern serve --iscsi` on 127.0.0.1 at a free port picked from the
+# test's PID.
 #
 #   iscsi_setup [SIZE]            temporary directory ($tmp), state dir, pool "tank" on one
 #                                 sparse member (default 2G); cleanup at exit
@@ -12,138 +13,17 @@
 #
 # Only processes this test started are signalled, by their PID.
 
-skip() {
-    echo "skipped: $*" >&2
-    exit 77
-}
+source "${CISTERN_SRC:-$(dirname "${BASH_SOURCE[0]}")/../..}/tests/serve.sh"
 
-need() {
-    for tool in "$@"; do
-        command -v "$tool" >/dev/null || skip "$tool is not installed"
-    done
-}
-
-[[ -n "${CISTERN:-}" && -x "${CISTERN}" ]] ||
-    skip "CISTERN does not name the cistern binary (${CISTERN:-unset})"
-
-failures=0
-checks=0
-server_pid=
-M=$((1024 * 1024))
 IQN_PREFIX=iqn.2026-11.org.cistern:
 target=${IQN_PREFIX}tank
 
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
-
-# check DESCRIPTION COMMAND...: the command must succeed.
-check() {
-    local what=$1
-    shift
-    checks=$((checks + 1))
-    echo "checking: $what"
-    if ! "$@"; then
-        fail "$what"
-        return 1
-    fi
-}
-
-finish() {
-    if [[ -n "$server_pid" ]]; then
-        iscsi_stop || fail "the server did not stop cleanly"
-    fi
-    echo "$checks checks, $failures failures"
-    [[ $failures -eq 0 ]] && exit 0
-    echo "--- server log ---" >&2
-    tail -n 60 "$tmp"/serve*.log >&2 2>/dev/null
-    exit 1
-}
-
-iscsi_cleanup() {
-    if [[ -n "$server_pid" ]]; then
-        kill -9 "$server_pid" 2>/dev/null
-        wait "$server_pid" 2>/dev/null
-    fi
-    rm -rf "$tmp"
-}
-
-iscsi_setup() {
-    tmp=$(mktemp -d)
-    trap iscsi_cleanup EXIT
-    cd "$tmp" || exit 1
-    export CISTERN_STATE_DIR="$tmp/state"
-    exec </dev/null
-    truncate -s "${1:-2G}" "$tmp/m0" || exit 1
-    "$CISTERN" pool create tank "$tmp/m0" >/dev/null || { echo "pool create failed" >&2; exit 1; }
-}
-
-iscsi_conf() {
-    mkdir -p "$CISTERN_STATE_DIR"
-    printf '%s\n' "$@" >"$CISTERN_STATE_DIR/serve.conf"
-}
-
-# True once something accepts connections on 127.0.0.1:$1.
-port_open() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
+iscsi_setup() { serve_setup "${1:-2G}"; }
+iscsi_conf() { serve_conf "$@"; }
+iscsi_stop() { serve_stop; }
 
 iscsi_start() {
-    local attempt log i
-    for attempt in 0 1 2 3 4 5 6 7; do
-        port=$((20000 + ($$ * 17 + attempt * 991 + RANDOM % 100) % 40000))
-        port_open "$port" && continue
-        log="$tmp/serve.$port.log"
-        "$CISTERN" serve --nbd none --iscsi "127.0.0.1:$port" "$@" 2>"$log" &
-        server_pid=$!
-        for ((i = 0; i < 100; i++)); do
-            if port_open "$port"; then
-                portal=127.0.0.1:$port
-                url=iscsi://$portal/$target
-                return 0
-            fi
-            kill -0 "$server_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$server_pid" 2>/dev/null; then
-            kill -9 "$server_pid"
-            wait "$server_pid" 2>/dev/null
-            server_pid=
-            fail "server did not start listening in 10 s"
-            cat "$log" >&2
-            return 1
-        fi
-        wait "$server_pid" 2>/dev/null
-        server_pid=
-        grep -q "in use" "$log" && continue
-        fail "server exited at start: $(cat "$log")"
-        return 1
-    done
-    fail "no free port found"
-    return 1
-}
-
-iscsi_stop() {
-    local pid=$server_pid rc i
-    [[ -n "$pid" ]] || return 0
-    server_pid=
-    kill -TERM "$pid" 2>/dev/null
-    for ((i = 0; i < 300; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        echo "server $pid did not exit within 30 s of SIGTERM" >&2
-        kill -9 "$pid"
-        wait "$pid" 2>/dev/null
-        return 1
-    fi
-    wait "$pid"
-    rc=$?
-    if [[ $rc -ne 0 ]]; then
-        echo "server exited with status $rc" >&2
-        return 1
-    fi
-    return 0
+    serve_start --nbd none --iscsi "127.0.0.1:@PORT@" "$@" || return 1
+    portal=127.0.0.1:$port
+    url=iscsi://$portal/$target
 }
