@@ -57,25 +57,15 @@ fi
 scratch_base=${scratch_base:-${TMPDIR:-/tmp}}
 
 src=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=run-foundation
+source "$src/bench/lib.sh"
 build=${build:-$src/build}
 
-for tool in fio jq cmake fallocate; do
-    if ! command -v "$tool" >/dev/null; then
-        echo "run-foundation: $tool is needed and not installed" >&2
-        exit 1
-    fi
-done
+bench_need fio jq cmake fallocate
 
 # ---- Build ------------------------------------------------------------------------------
 
-if [ ! -f "$build/CMakeCache.txt" ]; then
-    cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-fi
-if grep -q '^SANITIZE:BOOL=ON' "$build/CMakeCache.txt"; then
-    echo "run-foundation: $build is a sanitizer build; give a release build with --build" >&2
-    exit 1
-fi
-cmake --build "$build" -j"$(nproc)" --target cistern-bench-vol >/dev/null
+bench_build "$src" "$build" cistern-bench-vol
 bench="$build/cistern-bench-vol"
 
 # ---- Scratch file -----------------------------------------------------------------------

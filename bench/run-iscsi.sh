@@ -97,40 +97,20 @@ if ! [[ "$rounds" =~ ^[0-9]+$ ]] || [ "$rounds" -lt 1 ] || [ "$rounds" -gt 20 ];
 fi
 
 src=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=run-iscsi
+source "$src/bench/lib.sh"
 build=${build:-$src/build}
 
-for tool in fio jq cmake fallocate ss tgtd tgtadm nbdinfo timeout pkg-config; do
-    if ! command -v "$tool" >/dev/null; then
-        echo "run-iscsi: $tool is needed and not installed" >&2
-        exit 1
-    fi
-done
-if ! fio --enghelp 2>/dev/null | grep -qw nbd; then
-    echo "run-iscsi: this fio has no nbd engine" >&2
-    exit 1
-fi
+bench_need fio jq cmake fallocate ss tgtd tgtadm nbdinfo timeout pkg-config
+bench_need_fio_nbd
 if ! pkg-config --exists libiscsi; then
     echo "run-iscsi: libiscsi (libiscsi-dev) is needed for cistern-bench-iscsi" >&2
     exit 1
 fi
 
-say() {
-    echo "run-iscsi: $*" >&2
-}
-
 # ---- Build ------------------------------------------------------------------------------
 
-if [ ! -f "$build/CMakeCache.txt" ]; then
-    cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-fi
-if grep -q '^SANITIZE:BOOL=ON' "$build/CMakeCache.txt"; then
-    say "$build is a sanitizer build; give a release build with --build"
-    exit 1
-fi
-for target in cistern cistern-bench-iscsi; do
-    cmake --build "$build" -j"$(nproc)" --target "$target" >/dev/null 2>&1 ||
-        cmake --build "$build" --target "$target" >&2
-done
+bench_build "$src" "$build" cistern cistern-bench-iscsi
 cistern="$build/cistern"
 load="$build/cistern-bench-iscsi"
 

@@ -95,34 +95,16 @@ fi
 scratch_base=${scratch_base:-${TMPDIR:-/tmp}}
 
 src=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=run-nbd
+source "$src/bench/lib.sh"
 build=${build:-$src/build}
 
-for tool in fio jq cmake fallocate fincore qemu-nbd qemu-img nbdkit nbdcopy nbdinfo openssl; do
-    if ! command -v "$tool" >/dev/null; then
-        echo "run-nbd: $tool is needed and not installed" >&2
-        exit 1
-    fi
-done
-if ! fio --enghelp 2>/dev/null | grep -qw nbd; then
-    echo "run-nbd: this fio has no nbd engine" >&2
-    exit 1
-fi
-
-say() {
-    echo "run-nbd: $*" >&2
-}
+bench_need fio jq cmake fallocate fincore qemu-nbd qemu-img nbdkit nbdcopy nbdinfo openssl
+bench_need_fio_nbd
 
 # ---- Build ------------------------------------------------------------------------------
 
-if [ ! -f "$build/CMakeCache.txt" ]; then
-    cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-fi
-if grep -q '^SANITIZE:BOOL=ON' "$build/CMakeCache.txt"; then
-    say "$build is a sanitizer build; give a release build with --build"
-    exit 1
-fi
-cmake --build "$build" -j"$(nproc)" --target cistern >/dev/null 2>&1 ||
-    cmake --build "$build" --target cistern >&2
+bench_build "$src" "$build" cistern
 cistern="$build/cistern"
 
 # ---- Scratch ----------------------------------------------------------------------------

@@ -99,34 +99,16 @@ if ! [[ "$big" =~ ^[0-9]+$ ]] || [ "$big" -lt 1000 ] || [ "$big" -gt 10000000 ];
 fi
 
 src=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=run-snapshots
+source "$src/bench/lib.sh"
 build=${build:-$src/build}
 
-for tool in fio jq cmake qemu-img qemu-io qemu-nbd nbdinfo openssl; do
-    if ! command -v "$tool" >/dev/null; then
-        echo "run-snapshots: $tool is needed and not installed" >&2
-        exit 1
-    fi
-done
-if ! fio --enghelp 2>/dev/null | grep -qw nbd; then
-    echo "run-snapshots: this fio has no nbd engine" >&2
-    exit 1
-fi
-
-say() {
-    echo "run-snapshots: $*" >&2
-}
+bench_need fio jq cmake qemu-img qemu-io qemu-nbd nbdinfo openssl
+bench_need_fio_nbd
 
 # ---- Build ------------------------------------------------------------------------------
 
-if [ ! -f "$build/CMakeCache.txt" ]; then
-    cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-fi
-if grep -q '^SANITIZE:BOOL=ON' "$build/CMakeCache.txt"; then
-    say "$build is a sanitizer build; give a release build with --build"
-    exit 1
-fi
-cmake --build "$build" -j"$(nproc)" --target cistern cistern-bench-snap >/dev/null 2>&1 ||
-    cmake --build "$build" --target cistern cistern-bench-snap >&2
+bench_build "$src" "$build" cistern cistern-bench-snap
 cistern="$build/cistern"
 snapbench="$build/cistern-bench-snap"
 
