@@ -459,6 +459,7 @@ struct iscsi_serve_opts {
     const char *chap_user, *chap_secret, *mutual_user, *mutual_secret;
     const char *initiators; /* allowed initiator names, separated by commas or spaces */
     const char *nop_interval, *nop_timeout; /* seconds: idle sessions pinged, dropped */
+    const char *physical_block;             /* "logical" (the default) or "grain" */
 };
 /* A configuration key of the daemon's file: 1 taken, 0 not an iSCSI key, -1 a bad value. */
 int iscsi_serve_config_key(struct iscsi_serve_opts *o, const char *key, const char *val);
@@ -471,11 +472,12 @@ struct iscsi_serve;
 int iscsi_serve_start(const struct cli *cli, struct pool *const *pools, size_t npools,
                       bool readonly, const struct iscsi_serve_opts *o, struct iscsi_serve **out);
 void iscsi_serve_stop(struct iscsi_serve *s); /* accepts NULL */
-/* Logical units that have volume @vol of @pool open. Thread-safe; accepts NULL. */
-unsigned iscsi_serve_clients(struct iscsi_serve *s, struct pool *pool, const char *vol);
-/* Ends the iSCSI sessions that use volume @vol of @pool and waits (30 s at most) until its
+/* Logical units that have record @id (a volume or snapshot) of @pool open, whatever its
+ * name is now. Thread-safe; accepts NULL. */
+unsigned iscsi_serve_clients(struct iscsi_serve *s, struct pool *pool, uint64_t id);
+/* Ends the iSCSI sessions that use record @id of @pool and waits (30 s at most) until its
  * LUs are closed. Returns how many LUs still hold it. Accepts NULL. */
-unsigned iscsi_serve_evict(struct iscsi_serve *s, struct pool *pool, const char *vol);
+unsigned iscsi_serve_evict(struct iscsi_serve *s, struct pool *pool, uint64_t id);
 /* LUN numbers changed: sessions look their LUNs up again. No-op outside the daemon. */
 void iscsi_serve_luns_changed(void);
 

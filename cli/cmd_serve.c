@@ -274,8 +274,9 @@ static unsigned clients(void *ctx, struct pool *pool, const char *vol)
         pthread_mutex_lock(&sc->mu);
         n = nbd_clients(sc, pool, vi.id);
         pthread_mutex_unlock(&sc->mu);
+        n += iscsi_serve_clients(sc->iscsi, pool, vi.id); /* and the iSCSI LUs */
     }
-    return n + iscsi_serve_clients(sc->iscsi, pool, vol); /* and the iSCSI LUs */
+    return n;
 }
 
 struct evict_ctx {
@@ -305,8 +306,10 @@ static unsigned evict(void *ctx, struct pool *pool, const char *vol)
     struct serve_ctx *sc = ctx;
     struct vol_info vi;
 
-    iscsi_serve_evict(sc->iscsi, pool, vol); /* the iSCSI sessions using it end, and wait */
-    if (vol_get_info(pool, vol, &vi) < 0 || sc->nbd == NULL)
+    if (vol_get_info(pool, vol, &vi) < 0)
+        return 0; /* gone: nobody holds it by that name */
+    iscsi_serve_evict(sc->iscsi, pool, vi.id); /* the iSCSI sessions using it end, and wait */
+    if (sc->nbd == NULL)
         return clients(ctx, pool, vol);
     struct evict_ctx ec = {sc, pool, vi.id};
     nbd_server_evict(sc->nbd, evict_match, &ec);

@@ -19,8 +19,9 @@
  *   list of initiators allows any initiator.
  *
  * Served volumes
- *   The logical units' volume handles are counted per volume, like the NBD connections in
- *   cmd_serve.c, so that vol delete and shrinking resize refuse a volume in use.
+ *   The logical units' volume handles are counted by pool and record id, like the NBD
+ *   connections in cmd_serve.c (a rename changes nothing), so that vol delete and shrinking
+ *   resize refuse a volume in use.
  *
  * Threads
  *   login, list and luns run on reactor threads, lun_resolve, lun_open and lun_close on the
@@ -52,6 +53,7 @@ struct iscsi_serve {
         struct vol *v;
         bool closing;
         struct pool *pool;
+        uint64_t id; /* the record opened: what the served counts go by */
         char name[2 * NAME_MAX_LEN + 2];
     } *open;
     size_t nopen, capopen;
@@ -71,6 +73,10 @@ int iscsi_serve_config_key(struct iscsi_serve_opts *o, const char *key, const ch
         if (strcmp(val, "chap") != 0 && strcmp(val, "none") != 0)
             return -1;
         o->auth = val;
+    } else if (strcmp(key, "iscsi-physical-block") == 0) {
+        if (strcmp(val, "logical") != 0 && strcmp(val, "grain") != 0)
+            return -1;
+        o->physical_block = val;
     } else if (strcmp(key, "iscsi-chap-user") == 0)
         o->chap_user = val;
     else if (strcmp(key, "iscsi-chap-secret") == 0)
@@ -113,6 +119,7 @@ void iscsi_serve_opts_merge(struct iscsi_serve_opts *o, const struct iscsi_serve
     TAKE(initiators);
     TAKE(nop_interval);
     TAKE(nop_timeout);
+    TAKE(physical_block);
 #undef TAKE
 }
 
@@ -380,13 +387,14 @@ static int t_lun_open(void *ctx, const char *iqn, uint64_t lun, struct iscsi_lu_
         s->open = p;
         s->capopen = cap;
     }
-    s->open[s->nopen] = (struct open_lu){.v = v, .pool = w.pool};
+    s->open[s->nopen] = (struct open_lu){.v = v, .pool = w.pool, .id = w.id};
     snprintf(s->open[s->nopen].name, sizeof s->open[0].name, "%s", w.name);
     s->nopen++;
     pthread_mutex_unlock(&s->mu);
     pool_stat(w.pool, &st);
     out->vol = v;
     out->readonly = ro;
+    out->grain_physical = s->o.physical_block && strcmp(s->o.physical_block, "grain") == 0;
     memcpy(out->pool_uuid, st.uuid, 16);
     out->vol_id = w.id;
     snprintf(out->name, sizeof out->name, "%s/%s", pool_name(w.pool), w.name);
@@ -421,32 +429,30 @@ static void t_lun_close(void *ctx, struct vol *v)
         log_err("%s/%s: closing the volume failed: %s", pool_name(pool), name, strerror(-r));
 }
 
-unsigned iscsi_serve_clients(struct iscsi_serve *s, struct pool *pool, const char *vol)
+unsigned iscsi_serve_clients(struct iscsi_serve *s, struct pool *pool, uint64_t id)
 {
     unsigned n = 0;
     if (s == NULL)
         return 0;
     pthread_mutex_lock(&s->mu);
     for (size_t i = 0; i < s->nopen; i++)
-        if (s->open[i].pool == pool && strcmp(s->open[i].name, vol) == 0)
-            n++;
+        n += s->open[i].pool == pool && s->open[i].id == id;
     pthread_mutex_unlock(&s->mu);
     return n;
 }
 
-unsigned iscsi_serve_evict(struct iscsi_serve *s, struct pool *pool, const char *vol)
+unsigned iscsi_serve_evict(struct iscsi_serve *s, struct pool *pool, uint64_t id)
 {
-    struct vol_info vi;
     struct pool_stats st;
-    if (s == NULL || vol_get_info(pool, vol, &vi) < 0)
-        return iscsi_serve_clients(s, pool, vol);
+    if (s == NULL)
+        return 0;
     pool_stat(pool, &st);
-    iscsi_server_evict(s->srv, st.uuid, vi.id);
+    iscsi_server_evict(s->srv, st.uuid, id);
     /* The sessions finish their commands, end, and their LUs close: bounded wait. */
-    for (int i = 0; i < 300 && iscsi_serve_clients(s, pool, vol) > 0; i++)
+    for (int i = 0; i < 300 && iscsi_serve_clients(s, pool, id) > 0; i++)
         usleep(100 * 1000);
-    iscsi_server_evict_end(s->srv, st.uuid, vi.id);
-    return iscsi_serve_clients(s, pool, vol);
+    iscsi_server_evict_end(s->srv, st.uuid, id);
+    return iscsi_serve_clients(s, pool, id);
 }
 
 void iscsi_serve_luns_changed(void)

@@ -67,6 +67,7 @@ struct iscsi_auth {
 struct iscsi_lu_info {
     struct vol *vol;       /* the handle; handed back through lun_close() */
     bool readonly;         /* snapshots */
+    bool grain_physical;   /* report the volume's grain as the physical block */
     uint8_t pool_uuid[16]; /* with vol_id: the LU's identity */
     uint64_t vol_id;
     char name[512]; /* "POOL/VOL" or "POOL/VOL@SNAP" */

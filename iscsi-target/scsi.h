@@ -59,6 +59,8 @@ enum scsi_task_attr {
 struct scsi_lu_config {
     struct vol *vol;       /* the LU's handle; the caller closes it after scsi_lu_destroy */
     bool readonly;         /* snapshots: every write is refused (DATA PROTECT) */
+    bool grain_physical;   /* READ CAPACITY (16) gives the grain as the physical block;
+                              else a physical block is one logical block */
     uint64_t lun;          /* its number in the target (for REPORT LUNS and sense) */
     uint8_t pool_uuid[16]; /* with vol_id: the LU's unique identity (VPD 0x80, 0x83) */
     uint64_t vol_id;

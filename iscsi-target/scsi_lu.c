@@ -458,9 +458,8 @@ int scsi_lu_create(const struct scsi_lu_config *cfg, struct scsi_lu **out)
     lu->vol_id = cfg->vol_id;
     snprintf(lu->name, sizeof(lu->name), "%s", cfg->name ? cfg->name : vol_name(cfg->vol));
     lu->grain = grain;
-    lu->lbppbe = (unsigned)__builtin_ctz(grain) - SCSI_BLOCK_SHIFT;
-    if (lu->lbppbe > 15)
-        lu->lbppbe = 15;
+    if (cfg->grain_physical)
+        lu->lbppbe = MIN((unsigned)__builtin_ctz(grain) - SCSI_BLOCK_SHIFT, 15u);
     char u[UUID_STR_LEN];
     uuid_format(lu->pool_uuid, u);
     /* 32 hex digits of the pool, 16 of the volume: unique, and stable across restarts. */

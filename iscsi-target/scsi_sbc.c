@@ -3,8 +3,9 @@
  * WRITE (6/10/12/16), WRITE AND VERIFY, VERIFY, SYNCHRONIZE CACHE, WRITE SAME, UNMAP, COMPARE
  * AND WRITE, ORWRITE, GET LBA STATUS, PRE-FETCH, START STOP UNIT and READ DEFECT DATA.
  *
- * Logical blocks are 512 bytes; the volume's grain is the physical block (READ CAPACITY 16
- * exponent) and the unmap granularity. Each command is checked completely (range, transfer
+ * Logical blocks are 512 bytes. The volume's grain is the optimal transfer and unmap
+ * granularity (VPD B0h), and the physical block of READ CAPACITY (16) only when the LU is
+ * configured so (scsi_lu_config.grain_physical). Each command is checked completely (range, transfer
  * limits, field values) before anything reaches the volume, then runs as a short chain of
  * vol_submit() steps on a struct scsi_io. Data buffers given to the volume are 4096-aligned:
  * Data-In and Data-Out are used in place when aligned and large enough, else through the

@@ -115,6 +115,7 @@ static struct iscsi_lu *lu_get(struct iscsi_server *srv, const char *target, uin
     struct scsi_lu_config cfg = {
         .vol = info.vol,
         .readonly = info.readonly,
+        .grain_physical = info.grain_physical,
         .lun = lun,
         .vol_id = info.vol_id,
         .name = info.name,

@@ -40,6 +40,8 @@ struct t_env {
     unsigned nlu;
     uint8_t pool_uuid[16];
     struct rng rng;
+    bool logical_physical; /* LUs added from now on report a physical block of one logical
+                              block (the daemon's default); else the grain */
 };
 
 /* What a command returned. */
@@ -189,6 +191,7 @@ static inline struct t_lu *t_add_lu(struct t_env *e, const char *name, uint64_t 
     struct scsi_lu_config cfg = {
         .vol = l->vol,
         .readonly = readonly,
+        .grain_physical = !e->logical_physical,
         .lun = e->nlu,
         .vol_id = vi.id,
         .name = name,

@@ -84,13 +84,16 @@ hold=$!
 sleep 2
 check "vol delete refuses a volume an iSCSI session has open" bash -c \
     "! '$CISTERN' vol delete tank/late 2>del.err && grep -q 'served to' del.err"
+check "vol rename of the served volume" "$CISTERN" vol rename tank/late late2
+check "it is still served under its new name" bash -c \
+    "! '$CISTERN' vol delete tank/late2 2>del.err && grep -q 'served to' del.err"
 wait "$hold"
 check "the holding session ended well" grep -q 'read 4096/4096' hold.log
 for ((i = 0; i < 50; i++)); do
-    "$CISTERN" vol delete tank/late 2>/dev/null && break
+    "$CISTERN" vol delete tank/late2 2>/dev/null && break
     sleep 0.2 # the logical unit closes once its last session has gone
 done
-check "vol delete works once the session is gone" bash -c "! '$CISTERN' vol info tank/late 2>/dev/null"
+check "vol delete works once the session is gone" bash -c "! '$CISTERN' vol info tank/late2 2>/dev/null"
 "$CISTERN" vol create tank/pulled --size 16M >/dev/null
 lun_pulled=$(lun_of pulled)
 timeout 60 qemu-io -f raw -c 'read 0 4k' -c 'sleep 5000' -c 'read 4k 4k' "$url/$lun_pulled" \

@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
 # libiscsi's compliance suite against the target: `iscsi-test-cu -d -S -t ALL` on a 1 GiB
 # volume, with the same LUN given twice so that the multipath tests run over two sessions,
-# and the ReadOnly suite against a snapshot's LUN. The test fails on any FAILED test, and on
-# any SKIPPED test that is not in the list below with its reason: the list is the whole
-# truth about what the suite cannot check here, and stays honest. The one exception to "no
-# failure" is the short list of disputed tests below, where the target follows SBC-4 and
-# the suite does not; each must fail with its known message.
+# and the ReadOnly suite against a snapshot's LUN; then, with the daemon restarted under
+# `iscsi-physical-block = grain`, the tests that need more than one logical block per
+# physical block. The test fails on any FAILED test, and on any SKIPPED test that is not in
+# the list below with its reason: the list is the whole truth about what the suite cannot
+# check here, and stays honest.
 #
 # Needs: iscsi-test-cu (libiscsi-bin), python3.
 set -u
 source "${CISTERN_SRC:-$(dirname "$0")/../..}/tests/iscsi/lib.sh"
 need iscsi-test-cu python3 timeout
+
+# Tests that need more than one logical block per physical block: they skip under the
+# default `iscsi-physical-block = logical` and run in a second pass under `grain`.
+grain_tests=(
+    CompareAndWrite.InvalidDataOutSize
+    WriteSame10.UnmapUnaligned
+    WriteSame10.InvalidDataOutSize
+    WriteSame16.UnmapUnaligned
+    WriteSame16.InvalidDataOutSize
+)
 
 # Test|reason: every test the suite may skip here, and why.
 expected_skips=(
@@ -48,15 +58,9 @@ expected_skips=(
     "Sanitize.Reservations|SANITIZE OVERWRITE is not implemented"
     "Sanitize.Reset|SANITIZE OVERWRITE is not implemented"
 )
-
-# Test|why: failures where the suite and the standard disagree, and the target follows the
-# standard (docs/iscsi-scsi.md, "Compliance"). Each must still fail for that reason only: a
-# listed test that passes is reported, and any other failure fails this test.
-disputed=(
-    # GET LBA STATUS: the first descriptor starts at the CDB's LBA (SBC-4); the suite wants
-    # it rounded to the physical block, which is the grain (8 logical blocks) here.
-    "GetLBAStatus.UnmapSingle|lba offset in first descriptor does not"
-)
+for t in "${grain_tests[@]}"; do
+    expected_skips+=("$t|LBPPB < 2.") # they run in the second pass
+done
 
 iscsi_setup 3G
 "$CISTERN" vol create tank/cu --size 1G >/dev/null || exit 1
@@ -67,15 +71,13 @@ iscsi_start --threads 2 || finish
 
 # `iscsi-test-cu` text output -> verdict. Prints one line per problem; exits 1 on any.
 judge() {
-    DISPUTED=$(printf '%s\n' "${disputed[@]}") python3 - "$@" <<'EOF'
-import os, re, sys
+    python3 - "$@" <<'EOF'
+import re, sys
 log, expected = sys.argv[1], sys.argv[2:]
 exp = {}
 for e in expected:
     name, reason = e.split("|", 1)
     exp[name] = reason
-disputed = dict(l.split("|", 1) for l in os.environ.get("DISPUTED", "").splitlines() if l)
-text = open(log, errors="replace").read()
 suite = cur = None
 skips, failed, ran = {}, [], set()
 summary = None
@@ -103,14 +105,8 @@ if summary is None:
     sys.exit(1)
 total, nran, passed, nfailed = summary
 for t in failed:
-    if t in disputed and disputed[t] in text:
-        print("disputed: %s FAILED, as expected: %s" % (t, disputed[t]))
-        continue
     print("FAIL: %s FAILED" % t)
     bad += 1
-for t in sorted(disputed):
-    if t in ran and t not in failed:
-        print("note: %s passes now (remove it from the disputed list)" % t)
 if nfailed != len(failed):
     print("FAIL: the summary counts %d failures, %d were found in the log" % (nfailed, len(failed)))
     bad += 1
@@ -139,5 +135,17 @@ check "the ReadOnly suite ran and passed, skipping nothing" judge ro.log
 check "the ReadOnly test saw a write-protected LUN" bash -c \
     "grep -q 'Test: ReadOnlySBC ...' ro.log && ! grep -q 'not write-protected' ro.log"
 check "the target still serves and stops cleanly" iscsi_stop
+
+# The second pass: the grain (4 KiB: 8 logical blocks) as the physical block.
+iscsi_conf "iscsi-auth = none" "iscsi-physical-block = grain"
+iscsi_start --threads 2 || finish
+check "READ CAPACITY (16) gives 8 logical blocks per physical block" bash -c \
+    "iscsi-readcapacity16 $url/0 | grep -Eiq 'per physical block exponent: *3'"
+for t in "${grain_tests[@]}"; do
+    check "$t with the grain as the physical block" bash -c \
+        "timeout 300 iscsi-test-cu -d -t ALL.$t $url/0 >'grain-$t.log' 2>&1"
+    check "$t ran and passed, skipping nothing" judge "grain-$t.log"
+done
+check "the target stops cleanly" iscsi_stop
 check "pool check after the suite" "$CISTERN" pool check tank
 finish

@@ -180,6 +180,30 @@ static void test_read_capacity(void **state)
     assert_int_equal(s->in[13] & 0x0F, 3);
 }
 
+/* An LU configured to report a physical block of one logical block (the daemon's default):
+ * exponent 0, and the grain still reaches the initiator as the optimal transfer and unmap
+ * granularity. */
+static void test_logical_physical_block(void **state)
+{
+    (void)state;
+    struct t_env *e = t_env_new(64ull << 20);
+    e->logical_physical = true;
+    struct t_lu *l = t_add_lu(e, "logical", 8u << 20, 65536, false);
+    t_clear_ua(e, l, 0);
+    uint8_t *in = t_alloc(4096);
+    struct t_res r;
+    uint8_t rc16[16] = {0x9E, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32};
+    assert_int_equal(t_cmd(e, l, 0, rc16, 16, NULL, 0, in, 4096, &r), SCSI_GOOD);
+    assert_int_equal(in[13] & 0x0F, 0);
+    assert_int_equal(in[14] & 0xC0, 0xC0); /* LBPME, LBPRZ */
+    uint8_t b0[6] = {0x12, 0x01, 0xB0, 0, 64, 0};
+    assert_int_equal(t_cmd(e, l, 0, b0, 6, NULL, 0, in, 4096, &r), SCSI_GOOD);
+    assert_int_equal(t_get_be(in + 6, 2), 128);  /* optimal transfer length granularity */
+    assert_int_equal(t_get_be(in + 28, 4), 128); /* optimal unmap granularity */
+    free(in);
+    t_env_free(e);
+}
+
 /* Walks the pages of a MODE SENSE answer; returns the offset of page @code or 0. */
 static size_t find_page(const uint8_t *b, size_t n, bool ten, uint8_t code)
 {
@@ -436,7 +460,7 @@ int main(void)
         cmocka_unit_test(test_standard_inquiry), cmocka_unit_test(test_vpd),
         cmocka_unit_test(test_read_capacity),    cmocka_unit_test(test_mode_sense),
         cmocka_unit_test(test_mode_select),      cmocka_unit_test(test_report_luns),
-        cmocka_unit_test(test_report_opcodes),
+        cmocka_unit_test(test_report_opcodes),   cmocka_unit_test(test_logical_physical_block),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
