@@ -19,12 +19,15 @@
 # The parts (4 KiB grains throughout; 4K random I/O at queue depth 32, one job):
 #   1. Snapshot creation against the size of the map: cistern-bench-snap create on a volume
 #      with 10 thousand and with --big mapped grains, every other grain of the volume, so
-#      that every grain is an extent of its own. 64 random 4K writes before each of 20
-#      timed vol_snapshot calls; the small map is measured before and after the large one
-#      (40 creations). The median of each, and their ratio (goal: about 1).
+#      that every grain is an extent of its own. 64 random 4K writes, and their commit,
+#      before each of 20 timed vol_snapshot calls; the small map is measured before and after
+#      the large one (40 creations). The median of each, and their ratio (goal: about 1).
+#      The commit of the writes is timed apart and shown beside: it follows the writes and
+#      the depth of the map, and a snapshot taken with writes pending pays it first.
 #   2. Through the volume API (cistern-bench-snap io): volumes "plain" and "snapped" of
 #      2G, written whole, then 1000 rounds of the same 64 random 4K writes on both, each
-#      followed by a snapshot of "snapped". Random reads of plain, snapped and its oldest
+#      volume's committed apart (the commit of snapped's timed), each round followed by a
+#      timed snapshot of "snapped". Random reads of plain, snapped and its oldest
 #      snapshot; random writes of plain (in place) and of snapped right after a new
 #      snapshot; 3 interleaved rounds per line.
 #   3. The same pool prepared the same way, served by `cistern serve`, through fio's nbd
@@ -229,6 +232,7 @@ create_run() {
         --between "$between")
     rm -f "$member"
     jq -r '.create_ms[]' <<<"$json" >>"$scratch/create-$tag.txt"
+    jq -r '.commit_ms[]' <<<"$json" >>"$scratch/commit-$tag.txt"
     fig[extents-$tag]=$(jq -r .extents <<<"$json")
     fig[fill-$tag]=$(jq -r .fill_seconds <<<"$json")
 }
@@ -239,6 +243,8 @@ create_run "$big" big
 create_run "$small" small
 fig[create-small]=$(median <"$scratch/create-small.txt")
 fig[create-big]=$(median <"$scratch/create-big.txt")
+fig[commit-small]=$(median <"$scratch/commit-small.txt")
+fig[commit-big]=$(median <"$scratch/commit-big.txt")
 
 # ---- 2. Through the volume API -------------------------------------------------------------
 
@@ -255,6 +261,8 @@ fig[api-write-after]=$(jq -r .write_iops.after_snapshot <<<"$json")
 fig[api-alloc-after]=$(jq -r .write_alloc_kib_per_op.after_snapshot <<<"$json")
 fig[api-create-first]=$(jq -r .create_first10_median_ms <<<"$json")
 fig[api-create-last]=$(jq -r .create_last10_median_ms <<<"$json")
+fig[api-commit-first]=$(jq -r .commit_first10_median_ms <<<"$json")
+fig[api-commit-last]=$(jq -r .commit_last10_median_ms <<<"$json")
 
 # ---- 3. Through NBD -------------------------------------------------------------------------
 
@@ -411,10 +419,12 @@ printf '4 KiB grains; 4K random I/O at queue depth 32, one job, %s x %s s per li
 printf 'peers and cistern interleaved (rotated order) in the same run; IOPS unless marked ms.\n\n'
 printf '%-46s %10s %-3s %-28s %10s %6s  %s\n' "line" "cistern" "" "compared with" "" "ratio" "goal"
 hr
-printf '1. Snapshot creation vs map size (volume API, median of 40 / 20, %s 4K writes before each)\n' "$between"
+printf '1. Snapshot creation vs map size (volume API, median of 40 / 20; %s 4K writes, committed, before each)\n' "$between"
 row "  ${small} grains mapped (${fig[extents-small]} extents)" "${fig[create-small]}" ms "" "" "" -
 row "  ${big} grains mapped (${fig[extents-big]} extents)" "${fig[create-big]}" ms \
     "${small} grains" "${fig[create-small]}" "about 1 (big/small)" 2
+row "  the commit of those writes, ${big} grains" "${fig[commit-big]}" ms \
+    "${small} grains" "${fig[commit-small]}" "report" 2
 printf '   (filling the large map took %s s)\n' "${fig[fill-big]}"
 printf '2. Volume API (cistern-bench-snap io; %s snapshots, %s 4K writes before each)\n' "$nsnaps" "$between"
 row "  4K rand write right after a snapshot" "${fig[api-write-after]}" "" "no snapshot (in place)" \
@@ -426,6 +436,8 @@ row "  4K rand read, its oldest snapshot" "${fig[api-read-oldest]}" "" "no snaps
     "${fig[api-read-plain]}" ">= 0.95x"
 row "  snapshot creation, last 10 of $nsnaps" "${fig[api-create-last]}" ms "first 10" \
     "${fig[api-create-first]}" "about 1" 1
+row "  commit of the writes before, last 10" "${fig[api-commit-last]}" ms "first 10" \
+    "${fig[api-commit-first]}" "report" 1
 printf '3. NBD (cistern serve, fio nbd engine, 1 connection; same setup)\n'
 row "  4K rand write right after a snapshot" "${fig[nbd-write-after]}" "" "no snapshot (in place)" \
     "${fig[nbd-write-plain]}" "report"

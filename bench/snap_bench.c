@@ -5,9 +5,10 @@
  *            a volume of 2 x --grains 4 KiB grains, and writes every other grain (1 MiB
  *            requests whose odd grains are zeros, which the volume leaves unmapped), so the
  *            map holds --grains extents that never merge. Then --count times: --between
- *            random 4 KiB overwrites of mapped grains (untimed, so each snapshot has
- *            something to commit, as a snapshot of a volume in use does), and one timed
- *            vol_snapshot. Prints every creation time and their median.
+ *            random 4 KiB overwrites of mapped grains (untimed: a volume in use), their
+ *            commit (vol_flush, timed apart: it follows the writes and the depth of the map,
+ *            and a snapshot of a volume with writes pending pays it first), and one timed
+ *            vol_snapshot. Prints every creation and commit time and their medians.
  *
  *   io       I/O after a snapshot and with many. Two volumes of --span bytes in one pool,
  *            "plain" and "snapped", written whole; then --snaps rounds of --between random
@@ -320,11 +321,11 @@ static int run_create(const struct opts *o)
     struct vol *v = NULL;
     uint64_t vsize = ROUND_UP(2 * o->grains * GRAIN, MiB);
     uint64_t *ns = calloc(o->count ? o->count : 1, sizeof(*ns));
-    if (!ns)
-        return -ENOMEM;
-    int r = open_pool(o->file, true, o->cache, &pool);
+    uint64_t *commit_ns = calloc(o->count ? o->count : 1, sizeof(*commit_ns));
+    int r = ns && commit_ns ? open_pool(o->file, true, o->cache, &pool) : -ENOMEM;
     if (r < 0) {
         free(ns);
+        free(commit_ns);
         return r;
     }
     r = vol_create(pool, "v", vsize, GRAIN, NULL);
@@ -353,6 +354,10 @@ static int run_create(const struct opts *o)
         if (o->between)
             r = run(v, VOL_OP_WRITE, PAT_RANDOM, 2 * GRAIN, 1, o->seed + i + 1, span, o->between, 0,
                     true, NULL);
+        uint64_t t1 = now_ns();
+        if (r == 0)
+            r = vol_flush(v);
+        commit_ns[i] = now_ns() - t1;
         if (r == 0)
             r = snapshot(pool, "v", name, &ns[i]);
     }
@@ -361,11 +366,14 @@ static int run_create(const struct opts *o)
                ", \"extents\": %" PRIu64 ", \"fill_seconds\": %.1f, \"between\": %u,\n",
                o->grains, vi.mapped_bytes / GRAIN, extents, fill_s, o->between);
         print_times("create_ms", ns, o->count);
+        print_times("commit_ms", commit_ns, o->count);
+        printf("  \"commit_median_ms\": %.3f,\n", (double)median(commit_ns, o->count) / 1e6);
         printf("  \"median_ms\": %.3f\n}\n", (double)median(ns, o->count) / 1e6);
     }
     int r2 = vol_close(v);
     int r3 = pool_close(pool);
     free(ns);
+    free(commit_ns);
     return r ? r : r2 ? r2 : r3;
 }
 
@@ -374,9 +382,10 @@ static int run_create(const struct opts *o)
  */
 
 /* Writes both volumes whole, then o->snaps rounds of the same random writes on both, each
- * ending with a snapshot of "snapped"; @ns gets each snapshot's creation time. */
+ * ending with their commit and a snapshot of "snapped"; @ns gets each snapshot's creation
+ * time, @commit_ns (when not NULL) the commit of "snapped"'s writes before it. */
 static int setup_volumes(struct pool *pool, const struct opts *o, struct vol **plain,
-                         struct vol **snapped, uint64_t *ns)
+                         struct vol **snapped, uint64_t *ns, uint64_t *commit_ns)
 {
     int r = 0;
     const char *names[2] = {"plain", "snapped"};
@@ -393,9 +402,17 @@ static int setup_volumes(struct pool *pool, const struct opts *o, struct vol **p
     fprintf(stderr, "%s: %u snapshots of \"snapped\", %u writes of 4K before each\n", bench_prog,
             o->snaps, o->between);
     for (unsigned s = 0; s < o->snaps && r == 0; s++) {
-        for (int i = 0; i < 2 && r == 0 && o->between; i++)
-            r = run(*h[i], VOL_OP_WRITE, PAT_RANDOM, GRAIN, MIN(o->qd, o->between),
-                    o->seed * 1000003 + s, o->span, o->between, 0, false, NULL);
+        /* A commit is the pool's: each volume's writes are committed before the other's. */
+        for (int i = 0; i < 2 && r == 0; i++) {
+            if (o->between)
+                r = run(*h[i], VOL_OP_WRITE, PAT_RANDOM, GRAIN, MIN(o->qd, o->between),
+                        o->seed * 1000003 + s, o->span, o->between, 0, false, NULL);
+            uint64_t t0 = now_ns();
+            if (r == 0)
+                r = vol_flush(*h[i]);
+            if (i == 1 && commit_ns)
+                commit_ns[s] = now_ns() - t0;
+        }
         char name[32];
         snprintf(name, sizeof(name), "s%04u", s);
         if (r == 0)
@@ -415,7 +432,7 @@ static int run_prepare(const struct opts *o)
         return -ENOMEM;
     int r = open_pool(o->file, false, o->cache, &pool);
     if (r == 0) {
-        r = setup_volumes(pool, o, &plain, &snapped, ns);
+        r = setup_volumes(pool, o, &plain, &snapped, ns, NULL);
         int r2 = vol_close(plain), r3 = vol_close(snapped), r4 = pool_close(pool);
         r = r ? r : r2 ? r2 : r3 ? r3 : r4;
     }
@@ -427,6 +444,21 @@ static int run_prepare(const struct opts *o)
     }
     free(ns);
     return r;
+}
+
+/* "WHAT_first10_median_ms" and "WHAT_last10_median_ms": of the first and last ten of @ns. */
+static void print_first_last(const char *what, const uint64_t *ns, unsigned n)
+{
+    uint64_t first = 0, last = 0, tmp[10];
+    unsigned n10 = MIN(n / 2, 10u);
+    if (n10) {
+        memcpy(tmp, ns, n10 * sizeof(*tmp));
+        first = median(tmp, n10);
+        memcpy(tmp, ns + n - n10, n10 * sizeof(*tmp));
+        last = median(tmp, n10);
+    }
+    printf("  \"%s_first10_median_ms\": %.3f, \"%s_last10_median_ms\": %.3f,\n", what,
+           (double)first / 1e6, what, (double)last / 1e6);
 }
 
 static uint64_t allocated(struct pool *pool)
@@ -457,8 +489,12 @@ static int run_io(const struct opts *o)
     struct pool *pool;
     struct vol *plain = NULL, *snapped = NULL, *oldest = NULL;
     uint64_t *ns = calloc(o->snaps + o->rounds + 1, sizeof(*ns));
-    if (!ns)
+    uint64_t *commit_ns = calloc(o->snaps + 1, sizeof(*commit_ns));
+    if (!ns || !commit_ns) {
+        free(ns);
+        free(commit_ns);
         return -ENOMEM;
+    }
     uint64_t fsize;
     int r = 0;
     if (o->fill) {
@@ -474,7 +510,7 @@ static int run_io(const struct opts *o)
         free(ns);
         return r;
     }
-    r = setup_volumes(pool, o, &plain, &snapped, ns);
+    r = setup_volumes(pool, o, &plain, &snapped, ns, commit_ns);
     if (r == 0 && o->snaps)
         r = vol_open(pool, "snapped@s0000", VOL_OPEN_RDONLY, &oldest);
 
@@ -518,22 +554,13 @@ static int run_io(const struct opts *o)
             alloc[i] += allocated(pool) - before;
         }
     if (r == 0) {
-        uint64_t first = 0, last = 0;
-        unsigned n10 = MIN(o->snaps / 2, 10u);
-        uint64_t *tmp = malloc((n10 ? n10 : 1) * sizeof(*tmp));
-        if (tmp && n10) {
-            memcpy(tmp, ns, n10 * sizeof(*tmp));
-            first = median(tmp, n10);
-            memcpy(tmp, ns + o->snaps - n10, n10 * sizeof(*tmp));
-            last = median(tmp, n10);
-        }
-        free(tmp);
         printf("{\n  \"mode\": \"io\", \"span\": %" PRIu64 ", \"snaps\": %u, \"between\": %u"
                ", \"qd\": %u, \"rounds\": %u, \"seconds\": %.1f,\n",
                o->span, o->snaps, o->between, o->qd, o->rounds, o->seconds);
-        printf("  \"create_first10_median_ms\": %.3f, \"create_last10_median_ms\": %.3f,\n",
-               (double)first / 1e6, (double)last / 1e6);
+        print_first_last("create", ns, o->snaps);
+        print_first_last("commit", commit_ns, o->snaps);
         print_times("create_ms", ns, o->snaps);
+        print_times("commit_ms", commit_ns, o->snaps);
         printf(
             "  \"read_iops\": {\"plain\": %.0f, \"snapped\": %.0f, \"oldest_snapshot\": %.0f},\n",
             acc_iops(&rd[0]), acc_iops(&rd[1]), acc_iops(&rd[2]));
@@ -546,6 +573,7 @@ static int run_io(const struct opts *o)
     int r2 = vol_close(oldest), r3 = vol_close(plain), r4 = vol_close(snapped);
     int r5 = pool_close(pool);
     free(ns);
+    free(commit_ns);
     return r ? r : r2 ? r2 : r3 ? r3 : r4 ? r4 : r5;
 }
 
