@@ -28,8 +28,10 @@
 #      2G, written whole, then 1000 rounds of the same 64 random 4K writes on both, each
 #      volume's committed apart (the commit of snapped's timed), each round followed by a
 #      timed snapshot of "snapped". Random reads of plain, snapped and its oldest
-#      snapshot; random writes of plain (in place) and of snapped right after a new
-#      snapshot; 3 interleaved rounds per line.
+#      snapshot; random overwrites of plain and of snapped once each of its grains was
+#      copied since its last snapshot (no write copies: the snapshots are all that
+#      differs); random writes of plain (in place) and of snapped right after a new
+#      snapshot (each first write to a grain copies it); 3 interleaved rounds per line.
 #   3. The same pool prepared the same way, served by `cistern serve`, through fio's nbd
 #      engine: the same reads (the oldest snapshot as the export POOL/snapped@s0000), and the
 #      writes, each round of snapped after a `cistern snap create` through the daemon.
@@ -257,6 +259,8 @@ fig[api-read-plain]=$(jq -r .read_iops.plain <<<"$json")
 fig[api-read-snapped]=$(jq -r .read_iops.snapped <<<"$json")
 fig[api-read-oldest]=$(jq -r .read_iops.oldest_snapshot <<<"$json")
 fig[api-write-plain]=$(jq -r .write_iops.plain <<<"$json")
+fig[api-over-plain]=$(jq -r .overwrite_iops.plain <<<"$json")
+fig[api-over-snapped]=$(jq -r .overwrite_iops.snapped <<<"$json")
 fig[api-write-after]=$(jq -r .write_iops.after_snapshot <<<"$json")
 fig[api-alloc-after]=$(jq -r .write_alloc_kib_per_op.after_snapshot <<<"$json")
 fig[api-create-first]=$(jq -r .create_first10_median_ms <<<"$json")
@@ -434,6 +438,9 @@ row "  4K rand read, volume with $nsnaps snapshots" "${fig[api-read-snapped]}" "
     "${fig[api-read-plain]}" ">= 0.95x"
 row "  4K rand read, its oldest snapshot" "${fig[api-read-oldest]}" "" "no snapshots" \
     "${fig[api-read-plain]}" ">= 0.95x"
+row "  4K rand write, volume with $nsnaps snapshots" "${fig[api-over-snapped]}" "" "no snapshots" \
+    "${fig[api-over-plain]}" ">= 0.95x"
+printf '   (every grain copied once since the last snapshot, so that no write copies)\n'
 row "  snapshot creation, last 10 of $nsnaps" "${fig[api-create-last]}" ms "first 10" \
     "${fig[api-create-first]}" "about 1" 1
 row "  commit of the writes before, last 10" "${fig[api-commit-last]}" ms "first 10" \

@@ -17,6 +17,10 @@
  *            --rounds interleaved rounds of --time seconds per target:
  *              reads    4 KiB random reads at --qd on plain, snapped, and snapped's oldest
  *                       snapshot;
+ *              overwrites  4 KiB random writes at --qd on plain and on snapped once every
+ *                       grain of snapped has been copied since its last snapshot (a
+ *                       sequential pass first): no write copies, and the snapshots are
+ *                       all that differs;
  *              writes   4 KiB random writes at --qd on plain (overwritten in place), and on
  *                       snapped right after a new snapshot of it (each first write to a
  *                       grain copies it); the space each write allocated is reported.
@@ -508,6 +512,7 @@ static int run_io(const struct opts *o)
         r = open_pool(o->file, true, o->cache, &pool);
     if (r < 0) {
         free(ns);
+        free(commit_ns);
         return r;
     }
     r = setup_volumes(pool, o, &plain, &snapped, ns, commit_ns);
@@ -528,6 +533,27 @@ static int run_io(const struct opts *o)
             r = run(rt[i], VOL_OP_READ, PAT_RANDOM, GRAIN, o->qd, o->seed + 7 * k + i, o->span, 0,
                     o->seconds, false, &res);
             acc_add(&rd[i], &res);
+        }
+
+    /* Writes on the volume with its snapshots once every grain has been copied since the
+     * last one (a sequential pass first, untimed), interleaved with writes on plain: what
+     * the number of snapshots costs a write that no longer copies. */
+    struct acc steady[2] = {{0}};
+    if (r == 0)
+        r = run(snapped, VOL_OP_WRITE, PAT_SEQ, MiB, 8, o->seed + 5, o->span, 0, 0, false, NULL);
+    if (r == 0)
+        r = vol_flush(snapped);
+    fprintf(stderr, "%s: random overwrites, %u rounds of %.0f s per target\n", bench_prog,
+            o->rounds, o->seconds);
+    for (unsigned k = 0; k < o->rounds && r == 0; k++)
+        for (unsigned t = 0; t < 2 && r == 0; t++) {
+            unsigned i = (k + t) % 2;
+            struct result res;
+            r = run(i ? snapped : plain, VOL_OP_WRITE, PAT_RANDOM, GRAIN, o->qd,
+                    o->seed + 13 * k + i, o->span, 0, o->seconds, false, &res);
+            if (r == 0)
+                r = vol_flush(i ? snapped : plain);
+            acc_add(&steady[i], &res);
         }
 
     /* Writes, interleaved: plain (in place), then snapped right after a new snapshot. */
@@ -564,6 +590,8 @@ static int run_io(const struct opts *o)
         printf(
             "  \"read_iops\": {\"plain\": %.0f, \"snapped\": %.0f, \"oldest_snapshot\": %.0f},\n",
             acc_iops(&rd[0]), acc_iops(&rd[1]), acc_iops(&rd[2]));
+        printf("  \"overwrite_iops\": {\"plain\": %.0f, \"snapped\": %.0f},\n",
+               acc_iops(&steady[0]), acc_iops(&steady[1]));
         printf("  \"write_iops\": {\"plain\": %.0f, \"after_snapshot\": %.0f},\n", acc_iops(&wr[0]),
                acc_iops(&wr[1]));
         printf("  \"write_alloc_kib_per_op\": {\"plain\": %.2f, \"after_snapshot\": %.2f}\n}\n",
