@@ -269,23 +269,6 @@ static struct delta_run *delta_first_after(struct pool *pool, uint64_t x)
     return r->start + r->len > x ? r : RB_NEXT(delta_tree, &pool->deltas, r);
 }
 
-/* Makes a run boundary at @x if a run spans it. */
-static int delta_split(struct pool *pool, uint64_t x)
-{
-    struct delta_run *r = delta_find_le(pool, x);
-    if (!r || r->start == x || r->start + r->len <= x)
-        return 0;
-    struct delta_run *t = malloc(sizeof(*t));
-    if (!t)
-        return -ENOMEM;
-    *t = *r;
-    t->start = x;
-    t->len = r->start + r->len - x;
-    r->len = x - r->start;
-    RB_INSERT(delta_tree, &pool->deltas, t);
-    return 0;
-}
-
 static void note_freed(struct pool *pool, pblk_t start, uint64_t len)
 {
     struct freed_run *f = malloc(sizeof(*f));
@@ -301,12 +284,25 @@ static void note_freed(struct pool *pool, pblk_t start, uint64_t len)
     cache_forget(pool->cache, start, len);
 }
 
-static void delta_merge_at(struct pool *pool, uint64_t x)
+/* Cuts run @r at @x (inside it): @r keeps the part before, the part from @x is inserted and
+ * returned (NULL: out of memory). */
+static struct delta_run *delta_cut(struct pool *pool, struct delta_run *r, uint64_t x)
 {
-    struct delta_run *r = delta_find_le(pool, x);
-    if (!r || r->start != x)
-        return;
-    struct delta_run *p = RB_PREV(delta_tree, &pool->deltas, r);
+    struct delta_run *t = malloc(sizeof(*t));
+    if (!t)
+        return NULL;
+    *t = *r;
+    t->start = x;
+    t->len = r->start + r->len - x;
+    r->len = x - r->start;
+    RB_INSERT(delta_tree, &pool->deltas, t);
+    return t;
+}
+
+/* Joins run @r into the run before it when they touch and agree. Accepts NULL. */
+static void delta_join_prev(struct pool *pool, struct delta_run *r)
+{
+    struct delta_run *p = r ? RB_PREV(delta_tree, &pool->deltas, r) : NULL;
     if (p && p->start + p->len == r->start && p->delta == r->delta && p->fresh == r->fresh) {
         p->len += r->len;
         RB_REMOVE(delta_tree, &pool->deltas, r);
@@ -316,7 +312,9 @@ static void delta_merge_at(struct pool *pool, uint64_t x)
 
 /*
  * Adds @d to the count of every block of [start, start + len). @take: the run comes from a
- * reservation and gets its first reference (fresh).
+ * reservation and gets its first reference (fresh). One lookup finds the place; the runs of
+ * the range are then walked in order, cut at its ends, and joined to their neighbours at
+ * its ends when they agree.
  */
 static int delta_add(struct pool *pool, pblk_t start, uint64_t len, int d, bool take)
 {
@@ -325,15 +323,20 @@ static int delta_add(struct pool *pool, pblk_t start, uint64_t len, int d, bool 
     if (len == 0)
         return 0;
     uint64_t s = start.v, e = start.v + len;
-    int r = delta_split(pool, s);
-    if (r == 0)
-        r = delta_split(pool, e);
-    if (r < 0)
-        return r;
+    struct delta_run *run = delta_find_le(pool, s);
+    if (run && run->start < s && run->start + run->len > s) {
+        if (!(run = delta_cut(pool, run, s)))
+            return -ENOMEM;
+    } else if (!run || run->start < s) {
+        run = run ? RB_NEXT(delta_tree, &pool->deltas, run) : RB_MIN(delta_tree, &pool->deltas);
+    }
+    /* run: the first run that starts at or after s, or NULL. */
+    struct delta_run *at_s = NULL; /* the run that starts at s once done */
     uint64_t cur = s;
-    struct delta_run *run = delta_first_after(pool, s);
     while (cur < e) {
         if (run && run->start == cur) {
+            if (run->start + run->len > e && !delta_cut(pool, run, e))
+                return -ENOMEM;
             struct delta_run *next = RB_NEXT(delta_tree, &pool->deltas, run);
             if (take) {
                 log_err("pool %s: block %#llx taken while counted", pool->name,
@@ -354,6 +357,8 @@ static int delta_add(struct pool *pool, pblk_t start, uint64_t len, int d, bool 
                 }
                 RB_REMOVE(delta_tree, &pool->deltas, run);
                 free(run);
+            } else if (run->start == s) {
+                at_s = run;
             }
             run = next;
             continue;
@@ -369,10 +374,13 @@ static int delta_add(struct pool *pool, pblk_t start, uint64_t len, int d, bool 
         if (take)
             pool->allocated_blocks += n->len;
         RB_INSERT(delta_tree, &pool->deltas, n);
+        if (cur == s)
+            at_s = n;
         cur = gap_end;
     }
-    delta_merge_at(pool, s);
-    delta_merge_at(pool, e);
+    /* run: the run after the range, which starts at e when it touches it. */
+    delta_join_prev(pool, run && run->start == e ? run : NULL);
+    delta_join_prev(pool, at_s);
     return 0;
 }
 
