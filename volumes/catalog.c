@@ -78,7 +78,14 @@ static void vols_destroy(void *user)
 {
     struct vols *vols = user;
     pthread_mutex_destroy(&vols->lock);
+    names_free(&vols->names);
     free(vols);
+}
+
+/* Adds one record's name to the index (when the volumes layer attaches). */
+static int index_one(void *ctx, uint64_t key, const void *value)
+{
+    return names_put(ctx, key, value);
 }
 
 int volumes_attach(struct pool *pool)
@@ -103,13 +110,18 @@ int volumes_attach(struct pool *pool)
             r = pool_commit_locked(pool);
         }
     }
+    if (r == 0)
+        r = btree_iterate(pool, TREE_CATALOG, pool_root_get(pool, POOL_ROOT_CATALOG), 0,
+                          index_one, &vols->names);
     if (r == 0) {
         pool_set_user(pool, vols, vols_destroy);
         pool_set_precommit(pool, vols_precommit, vols);
     }
     pool_md_unlock(pool);
-    if (r < 0)
+    if (r < 0) {
+        names_free(&vols->names);
         free(vols);
+    }
     return r;
 }
 
@@ -123,41 +135,19 @@ static void rec_name(const struct disk_volume *v, char out[NAME_MAX_LEN + 1])
     out[NAME_MAX_LEN] = 0;
 }
 
-struct find_ctx {
-    const char *name;   /* a volume's name, or a snapshot's within parent */
-    uint64_t parent;    /* 0 for volumes */
-    uint64_t id;
-    struct disk_volume rec;
-};
-
-static int find_one(void *ctx, uint64_t key, const void *value)
-{
-    struct find_ctx *f = ctx;
-    const struct disk_volume *v = value;
-    bool snap = v->flags & VOLF_SNAPSHOT;
-    if (snap == (f->parent != 0) && (!snap || v->parent_id == f->parent) &&
-        strncmp(v->name, f->name, NAME_MAX_LEN) == 0 &&
-        (strlen(f->name) >= NAME_MAX_LEN || v->name[strlen(f->name)] == 0)) {
-        f->id = key;
-        f->rec = *v;
-        return 1;
-    }
-    return 0;
-}
-
 int find_in(struct pool *pool, const char *name, uint64_t parent, uint64_t *id,
             struct disk_volume *rec)
 {
-    struct find_ctx f = {.name = name, .parent = parent};
-    int r = btree_iterate(pool, TREE_CATALOG, pool_root_get(pool, POOL_ROOT_CATALOG), 0,
-                          find_one, &f);
+    int r = names_find(&vols_of(pool)->names, parent, name, id);
     if (r < 0)
         return r;
-    if (r == 0)
-        return -ENOENT;
-    *id = f.id;
-    *rec = f.rec;
-    return 0;
+    r = btree_lookup(pool, TREE_CATALOG, pool_root_get(pool, POOL_ROOT_CATALOG), *id, rec);
+    if (r == -ENOENT) {
+        log_err("pool %s: the name %s names record %llu, which is not in the catalog",
+                pool_name(pool), name, (unsigned long long)*id);
+        r = -EUCLEAN;
+    }
+    return r;
 }
 
 /* Finds a volume ("VOL") or a snapshot ("VOL@SNAP") by name. md lock. */
@@ -196,13 +186,17 @@ static int check_name(struct pool *pool, const char *name)
     return 0;
 }
 
-static int put_record(struct pool *pool, uint64_t id, const struct disk_volume *rec, bool raw)
+int catalog_put(struct pool *pool, uint64_t id, const struct disk_volume *rec, bool raw)
 {
     pblk_t root = pool_root_get(pool, POOL_ROOT_CATALOG), nr;
     int r = raw ? btree_insert_raw(pool, TREE_CATALOG, root, id, rec, &nr)
                 : btree_insert(pool, TREE_CATALOG, root, id, rec, &nr);
-    if (r == 0)
+    if (r == 0) {
         pool_root_set(pool, POOL_ROOT_CATALOG, nr);
+        r = names_put(&vols_of(pool)->names, id, rec);
+    }
+    if (r < 0)
+        pool_poison(pool, r, "catalog");
     return r;
 }
 
@@ -212,7 +206,7 @@ int vstate_store(struct pool *pool, struct vstate *vs)
         return 0;
     vs->rec.map_root = vs->root.v;
     /* The reference to the root moved with it when it was shadowed: store it raw. */
-    int r = put_record(pool, vs->id, &vs->rec, true);
+    int r = catalog_put(pool, vs->id, &vs->rec, true);
     if (r == 0)
         vs->dirty = false;
     return r;
@@ -281,7 +275,7 @@ static int edit_record(struct pool *pool, uint64_t id, struct disk_volume *rec,
     }
     pthread_mutex_unlock(&vols->lock);
     /* The root is unchanged (its reference stays with the record): store it raw. */
-    return put_record(pool, id, rec, true);
+    return catalog_put(pool, id, rec, true);
 }
 
 /* Commits, or poisons nothing and reports: catalog changes are whole or not at all. */
@@ -471,7 +465,7 @@ int vol_create(struct pool *pool, const char *name, uint64_t size, uint32_t grai
     }
     if (r == 0) {
         id = pool_next_id(pool);
-        r = put_record(pool, id, &rec, false);
+        r = catalog_put(pool, id, &rec, false);
     }
     if (r == 0 && out)
         fill_info(id, &rec, out);
@@ -510,8 +504,10 @@ int vol_delete(struct pool *pool, const char *name)
         /* Removing the record drops its reference to the mapping tree, which frees every
          * node and extent only this volume (or snapshot) held. */
         r = btree_remove(pool, TREE_CATALOG, pool_root_get(pool, POOL_ROOT_CATALOG), id, &nr);
-        if (r == 0)
+        if (r == 0) {
             pool_root_set(pool, POOL_ROOT_CATALOG, nr);
+            names_remove(&vols_of(pool)->names, id);
+        }
     }
     return finish(pool, r);
 }

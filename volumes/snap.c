@@ -37,13 +37,7 @@ static void set_name(struct disk_volume *rec, const char *name)
 
 static int put_new(struct pool *pool, const struct disk_volume *rec)
 {
-    uint64_t id = pool_next_id(pool);
-    pblk_t nr;
-    int r = btree_insert(pool, TREE_CATALOG, pool_root_get(pool, POOL_ROOT_CATALOG), id, rec,
-                         &nr);
-    if (r == 0)
-        pool_root_set(pool, POOL_ROOT_CATALOG, nr);
-    return r;
+    return catalog_put(pool, pool_next_id(pool), rec, false);
 }
 
 static int check_snap_name(struct pool *pool, const char *vol, const char *snap)
@@ -184,13 +178,7 @@ int vol_rollback(struct pool *pool, const char *snapshot)
         vol.map_root = snap.map_root;
         vol.size = snap.size;
         vol.flags |= VOLF_SHARED;
-        pblk_t nr;
-        r = btree_insert(pool, TREE_CATALOG, pool_root_get(pool, POOL_ROOT_CATALOG), vid, &vol,
-                         &nr);
-        if (r == 0)
-            pool_root_set(pool, POOL_ROOT_CATALOG, nr);
-        else
-            pool_poison(pool, r, "rollback");
+        r = catalog_put(pool, vid, &vol, false);
     }
     if (r == 0)
         r = pool_commit_locked(pool);

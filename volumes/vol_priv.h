@@ -65,11 +65,19 @@ struct vstate {
     unsigned next_reactor;
 };
 
-/* Per pool: the volumes open in it. */
+/* The catalog's names, indexed in memory (names.c). md lock. */
+struct name_entry;
+struct name_index {
+    struct name_entry **by_key, **by_id; /* two chains over one set of entries */
+    size_t nbuckets, count;
+};
+
+/* Per pool: the volumes open in it, and the index of the catalog's names. */
 struct vols {
     struct pool *pool;
     pthread_mutex_t lock;
     LIST_HEAD(, vstate) open;
+    struct name_index names; /* md lock */
 };
 
 struct vol {
@@ -83,10 +91,19 @@ int catalog_find(struct pool *pool, const char *name, uint64_t *id, struct disk_
 /* A volume (@parent 0) or a snapshot of volume @parent, by its own name. md lock. */
 int find_in(struct pool *pool, const char *name, uint64_t parent, uint64_t *id,
             struct disk_volume *rec);
+/* Writes record @id (new or changed) to the catalog and its name to the index; @raw: the
+ * record's references moved with it (btree_insert_raw). A failure poisons the pool. md lock. */
+int catalog_put(struct pool *pool, uint64_t id, const struct disk_volume *rec, bool raw);
 /* Gives a new volume's record the lowest free LUN (none when all are taken). md lock. */
 int assign_lun(struct pool *pool, struct disk_volume *rec);
 /* Writes the vstate's record to the catalog if dirty. md lock. */
 int vstate_store(struct pool *pool, struct vstate *vs);
+
+/* names.c: (parent, name) -> id; parent 0 for volumes, the volume's id for snapshots. */
+int names_put(struct name_index *ix, uint64_t id, const struct disk_volume *rec);
+void names_remove(struct name_index *ix, uint64_t id);
+int names_find(struct name_index *ix, uint64_t parent, const char *name, uint64_t *id);
+void names_free(struct name_index *ix);
 
 /* io.c */
 /* Waits until no request of the volume is in flight and holds new ones back until
