@@ -82,12 +82,6 @@ static void vols_destroy(void *user)
     free(vols);
 }
 
-/* Adds one record's name to the index (when the volumes layer attaches). */
-static int index_one(void *ctx, uint64_t key, const void *value)
-{
-    return names_put(ctx, key, value);
-}
-
 int volumes_attach(struct pool *pool)
 {
     thin_init();
@@ -110,18 +104,13 @@ int volumes_attach(struct pool *pool)
             r = pool_commit_locked(pool);
         }
     }
-    if (r == 0)
-        r = btree_iterate(pool, TREE_CATALOG, pool_root_get(pool, POOL_ROOT_CATALOG), 0,
-                          index_one, &vols->names);
     if (r == 0) {
         pool_set_user(pool, vols, vols_destroy);
         pool_set_precommit(pool, vols_precommit, vols);
     }
     pool_md_unlock(pool);
-    if (r < 0) {
-        names_free(&vols->names);
+    if (r < 0)
         free(vols);
-    }
     return r;
 }
 
@@ -135,10 +124,36 @@ static void rec_name(const struct disk_volume *v, char out[NAME_MAX_LEN + 1])
     out[NAME_MAX_LEN] = 0;
 }
 
+static int index_one(void *ctx, uint64_t key, const void *value)
+{
+    return names_put(ctx, key, value);
+}
+
+/* The index of names, read from the catalog on first need (and again after a failure, so
+ * that an unreadable catalog fails each lookup the way it fails a walk). md lock. */
+static struct name_index *catalog_names(struct pool *pool, int *err)
+{
+    struct name_index *ix = &vols_of(pool)->names;
+    *err = 0;
+    if (!ix->built) {
+        *err = btree_iterate(pool, TREE_CATALOG, pool_root_get(pool, POOL_ROOT_CATALOG), 0,
+                             index_one, ix);
+        if (*err < 0) {
+            names_free(ix);
+            return NULL;
+        }
+        ix->built = true;
+    }
+    return ix;
+}
+
 int find_in(struct pool *pool, const char *name, uint64_t parent, uint64_t *id,
             struct disk_volume *rec)
 {
-    int r = names_find(&vols_of(pool)->names, parent, name, id);
+    int r;
+    struct name_index *ix = catalog_names(pool, &r);
+    if (ix)
+        r = names_find(ix, parent, name, id);
     if (r < 0)
         return r;
     r = btree_lookup(pool, TREE_CATALOG, pool_root_get(pool, POOL_ROOT_CATALOG), *id, rec);
@@ -188,12 +203,16 @@ static int check_name(struct pool *pool, const char *name)
 
 int catalog_put(struct pool *pool, uint64_t id, const struct disk_volume *rec, bool raw)
 {
+    int r;
+    struct name_index *ix = catalog_names(pool, &r);
+    if (!ix)
+        return r; /* nothing changed */
     pblk_t root = pool_root_get(pool, POOL_ROOT_CATALOG), nr;
-    int r = raw ? btree_insert_raw(pool, TREE_CATALOG, root, id, rec, &nr)
-                : btree_insert(pool, TREE_CATALOG, root, id, rec, &nr);
+    r = raw ? btree_insert_raw(pool, TREE_CATALOG, root, id, rec, &nr)
+            : btree_insert(pool, TREE_CATALOG, root, id, rec, &nr);
     if (r == 0) {
         pool_root_set(pool, POOL_ROOT_CATALOG, nr);
-        r = names_put(&vols_of(pool)->names, id, rec);
+        r = names_put(ix, id, rec);
     }
     if (r < 0)
         pool_poison(pool, r, "catalog");

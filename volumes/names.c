@@ -6,10 +6,9 @@
  * each would make those operations grow with the number of volumes and snapshots. The index
  * maps (parent, name) to the id - parent 0 for volumes, the volume's id for its snapshots,
  * whose names are unique within their volume - and answers "no such name" as surely as
- * "this one". It is built from the catalog when the volumes layer attaches and follows
- * every change to the tree (catalog_put, catalog_remove), under the pool's metadata lock
- * like the tree itself; a failed change poisons the pool, so the two never disagree on an
- * open pool.
+ * "this one". It is read from the catalog on first need (catalog.c) and follows every
+ * change to the tree (catalog_put, vol_delete), under the pool's metadata lock like the
+ * tree itself; a failed change poisons the pool, so the two never disagree on an open pool.
  *
  * Each entry is on two chains of one table: by (parent, name) and by id (a record that is
  * renamed, or rewritten, is found by its id to move it). The table doubles when it holds

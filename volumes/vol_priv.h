@@ -70,6 +70,7 @@ struct name_entry;
 struct name_index {
     struct name_entry **by_key, **by_id; /* two chains over one set of entries */
     size_t nbuckets, count;
+    bool built; /* read from the catalog (on first need: see catalog_names) */
 };
 
 /* Per pool: the volumes open in it, and the index of the catalog's names. */

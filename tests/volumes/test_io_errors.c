@@ -292,12 +292,12 @@ static void test_read_eio_check(void **state)
     int r = pool_check(pool, &rep);
     if (r != -EIO)
         fail_msg("pool_check with failing reads returned %d (%s), expected -EIO", r, strerror(-r));
-    /* The catalog was read, and its names indexed, when the volumes layer attached: a
-     * volume opens. Its first read needs its mapping tree, which is not cached: -EIO. */
+    /* Opening a volume reads the catalog. */
     struct vol *v = NULL;
-    assert_int_equal(vol_open(pool, vname(0), 0, &v), 0);
-    assert_int_equal(vol_pread(v, e->rbuf, 4096, 0), -EIO);
-    vol_close(v);
+    r = vol_open(pool, vname(0), 0, &v);
+    if (r == 0)
+        vol_close(v);
+    assert_int_equal(r, -EIO);
     pool_abandon(pool);
     pool_fault_set(NULL);
     check_reopened(e, false);
