@@ -223,7 +223,7 @@ static int get_node(struct pool *pool, pblk_t b, enum tree_type type, const char
 
 int tm_read(struct pool *pool, pblk_t b, enum tree_type type, struct block **out)
 {
-    struct block *blk;
+    struct block *blk = NULL;
     int r = injected(pool);
 
     if (r == 0)
@@ -253,7 +253,7 @@ int tm_new(struct pool *pool, enum tree_type type, struct block **out)
 
 int tm_shadow(struct pool *pool, pblk_t b, enum tree_type type, struct block **out, bool *shared)
 {
-    struct block *orig, *copy;
+    struct block *orig = NULL, *copy;
     int r = injected(pool);
 
     if (r == 0)

@@ -121,7 +121,8 @@ static void check_space(struct env *e)
             collect(&all, &(struct thin_extent){.pstart = {own[i].b[k]}, .plen = 1});
     }
     pool_md_unlock(e->pool);
-    qsort(all.b, all.n, sizeof(*all.b), cmp_u64);
+    if (all.n) /* qsort wants a valid pointer even for nothing */
+        qsort(all.b, all.n, sizeof(*all.b), cmp_u64);
     for (int i = 0; i < MAXOBJ; i++) {
         struct obj *o = &e->o[i];
         if (!o->used)
