@@ -136,8 +136,8 @@ void iscsi_task_free(struct iscsi_task *t)
     free(t);
     if (c->phase == PH_LOGOUT && c->ntasks == 0)
         logout_respond(c);
-    if (c->state == CS_CLOSING)
-        iscsi_conn_check_closing(c);
+    if (c->s.state == STREAM_CLOSING)
+        stream_check_closing(&c->s);
 }
 
 /* Fixed-format sense: ILLEGAL REQUEST with @asc/@ascq, for what the transport refuses. */
@@ -212,7 +212,7 @@ static void send_response(struct iscsi_task *t)
         off += n;
         if (last && status_in_data) {
             iscsi_send_pdu(c, h, t->in + off - n, n, false, t);
-            iscsi_conn_flush(c);
+            stream_flush(&c->s);
             return;
         }
         iscsi_send_pdu(c, h, t->in + off - n, n, false, NULL);
@@ -234,7 +234,7 @@ static void send_response(struct iscsi_task *t)
     } else {
         iscsi_send_pdu(c, h, NULL, 0, false, t);
     }
-    iscsi_conn_flush(c);
+    stream_flush(&c->s);
 }
 
 static void tmf_respond(struct iscsi_conn *c, struct iscsi_tmf *tmf);
@@ -243,8 +243,8 @@ static void task_done_work(struct reactor_work *w)
 {
     struct iscsi_task *t = container_of(w, struct iscsi_task, done_work);
     struct iscsi_conn *c = t->c;
-    iscsi_conn_enter(c);
-    if (t->aborted || c->state == CS_DEAD || c->phase == PH_LOGIN) {
+    stream_enter(&c->s);
+    if (t->aborted || c->s.state == STREAM_DEAD || c->phase == PH_LOGIN) {
         struct iscsi_tmf *tmf = t->tmf;
         iscsi_task_free(t);
         if (tmf && --tmf->waiting == 0) {
@@ -254,7 +254,7 @@ static void task_done_work(struct reactor_work *w)
     } else {
         send_response(t);
     }
-    iscsi_conn_leave(c);
+    stream_leave(&c->s);
 }
 
 static void task_done(struct scsi_cmd *sc)
@@ -390,7 +390,7 @@ static void send_r2ts(struct iscsi_task *t)
         iscsi_send_pdu(c, h, NULL, 0, false, NULL);
         t->r2t_next += len;
     }
-    iscsi_conn_flush(c);
+    stream_flush(&c->s);
 }
 
 /* More Data-Out arrived (or none is needed): solicit the rest, or move on. */
@@ -636,7 +636,7 @@ static void dataout_pdu(struct iscsi_conn *c)
             t->nr2t--;
             memmove(t->r2ts, t->r2ts + 1, t->nr2t * sizeof(struct r2t));
         } else if (final) {
-            iscsi_conn_kill(c, "a Data-Out sequence ends before its R2T's length");
+            stream_kill(&c->s, "a Data-Out sequence ends before its R2T's length");
             return;
         }
     }
@@ -686,21 +686,21 @@ static void nop_pdu(struct iscsi_conn *c)
     iscsi_fill_sn(c, r, true);
     uint32_t len = MIN(c->dlen, c->p.mrdsl_out);
     iscsi_send_pdu(c, r, c->data, c->data_dst ? len : 0, true, NULL);
-    iscsi_conn_flush(c);
+    stream_flush(&c->s);
 }
 
 void iscsi_ff_tick(struct iscsi_conn *c, uint64_t now)
 {
     struct iscsi_server *srv = c->srv;
-    if (c->state >= CS_CLOSING || c->phase != PH_FULL)
+    if (c->s.state != STREAM_OPEN || c->phase != PH_FULL)
         return;
     if (c->ping_sent_ns) {
-        if (c->last_rx_ns < c->ping_sent_ns &&
+        if (c->s.last_rx_ns < c->ping_sent_ns &&
             now - c->ping_sent_ns > (uint64_t)srv->nop_timeout_s * 1000000000ull)
-            iscsi_conn_kill(c, "no answer to NOP-In: the initiator is gone");
+            stream_kill(&c->s, "no answer to NOP-In: the initiator is gone");
         return;
     }
-    if (now - c->last_rx_ns < (uint64_t)srv->nop_interval_s * 1000000000ull)
+    if (now - c->s.last_rx_ns < (uint64_t)srv->nop_interval_s * 1000000000ull)
         return;
     uint8_t r[ISCSI_BHS_SIZE];
     memset(r, 0, sizeof r);
@@ -714,7 +714,7 @@ void iscsi_ff_tick(struct iscsi_conn *c, uint64_t now)
     iscsi_fill_sn(c, r, false);
     c->ping_sent_ns = now;
     iscsi_send_pdu(c, r, NULL, 0, false, NULL);
-    iscsi_conn_flush(c);
+    stream_flush(&c->s);
 }
 
 static void text_send(struct iscsi_conn *c, uint32_t itt)
@@ -741,7 +741,7 @@ static void text_send(struct iscsi_conn *c, uint32_t itt)
         c->text_rsp = NULL;
         c->text_len = c->text_off = 0;
     }
-    iscsi_conn_flush(c);
+    stream_flush(&c->s);
 }
 
 static void text_pdu(struct iscsi_conn *c)
@@ -826,7 +826,7 @@ static void logout_respond(struct iscsi_conn *c)
     iscsi_put32(r + BHS_ITT, c->logout_itt);
     iscsi_fill_sn(c, r, true);
     iscsi_send_pdu(c, r, NULL, 0, false, NULL);
-    iscsi_conn_flush(c);
+    stream_flush(&c->s);
 }
 
 static void logout_pdu(struct iscsi_conn *c)
@@ -844,7 +844,7 @@ static void logout_pdu(struct iscsi_conn *c)
         r[2] = reason == LOGOUT_REMOVE_FOR_RECOVERY ? LOGOUT_RSP_NO_RECOVERY : LOGOUT_RSP_NO_CID;
         iscsi_fill_sn(c, r, true);
         iscsi_send_pdu(c, r, NULL, 0, false, NULL);
-        iscsi_conn_flush(c);
+        stream_flush(&c->s);
         return;
     }
     if (reason != LOGOUT_CLOSE_SESSION && reason != LOGOUT_CLOSE_CONNECTION) {
@@ -858,7 +858,7 @@ static void logout_pdu(struct iscsi_conn *c)
     c->logout_itt = iscsi_get32(h + BHS_ITT);
     if (c->ntasks == 0)
         logout_respond(c); /* queued before finish, so the connection waits for it */
-    iscsi_conn_finish(c);
+    stream_finish(&c->s);
 }
 
 static void tmf_respond(struct iscsi_conn *c, struct iscsi_tmf *tmf)
@@ -871,9 +871,9 @@ static void tmf_respond(struct iscsi_conn *c, struct iscsi_tmf *tmf)
     iscsi_put32(r + BHS_ITT, tmf->itt);
     iscsi_fill_sn(c, r, true);
     iscsi_send_pdu(c, r, NULL, 0, false, NULL);
-    iscsi_conn_flush(c);
+    stream_flush(&c->s);
     if (tmf->cold)
-        iscsi_conn_finish(c); /* the response goes out, then the connection closes */
+        stream_finish(&c->s); /* the response goes out, then the connection closes */
 }
 
 /* Aborts @t for @tmf: no response will be sent for it. */
@@ -1025,14 +1025,14 @@ void iscsi_ff_pdu(struct iscsi_conn *c)
 {
     uint8_t op = c->bhs[0] & ISCSI_OPCODE_MASK;
     if (c->phase == PH_LOGIN) {
-        iscsi_conn_kill(c, "a PDU other than Login during login");
+        stream_kill(&c->s, "a PDU other than Login during login");
         return;
     }
     if (c->rx_drop)
         return;
     if (c->rx_reject) {
         iscsi_send_reject(c, c->rx_reject, c->bhs);
-        iscsi_conn_flush(c);
+        stream_flush(&c->s);
         return;
     }
     switch (op) {
@@ -1061,7 +1061,7 @@ void iscsi_ff_pdu(struct iscsi_conn *c)
     default:
         break;
     }
-    iscsi_conn_flush(c);
+    stream_flush(&c->s);
 }
 
 void iscsi_ff_closing(struct iscsi_conn *c)
@@ -1069,12 +1069,12 @@ void iscsi_ff_closing(struct iscsi_conn *c)
     struct iscsi_task *t, *next;
     for (t = TAILQ_FIRST(&c->tasks); t; t = next) {
         next = TAILQ_NEXT(t, link);
-        if (t == c->rx_task && c->rx_pending)
+        if (t == c->rx_task && c->s.rx_pending)
             continue; /* a recv writes into its buffer: freed when it ends */
         if (t->state == TS_DATA_OUT || (t->state == TS_READY && !t->waiting))
             iscsi_task_free(t);
     }
-    if (c->rx_task && !c->rx_pending) {
+    if (c->rx_task && !c->s.rx_pending) {
         /* The task was freed above, or keeps going without us reading into it. */
         c->rx_task = NULL;
     }

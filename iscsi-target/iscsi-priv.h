@@ -4,7 +4,7 @@
  *
  *   server.c      listening, accepting, stopping; the session table (reinstatement); the
  *                 logical units shared by sessions; the service thread; the NOP ticker
- *   conn.c        one connection's input pump, send queue and life cycle
+ *   conn.c        one connection: its states, its part of the stream (pool/stream.h)
  *   pdu.c         the PDU reader (BHS, AHS, digests, data segment) and dispatch by opcode
  *   text.c        key=value lists: parsing, negotiation of the operational keys
  *   login.c       the login phase: stages, security negotiation, CHAP
@@ -30,10 +30,9 @@
 #include "iscsi-target/iscsi-target.h"
 #include "iscsi-target/scsi.h"
 #include "pool/pool.h"
+#include "pool/stream.h"
 #include "volumes/volumes.h"
 
-#define ISCSI_IN_SIZE (64u << 10)     /* the input buffer */
-#define ISCSI_OUT_STAGE (256u << 10)  /* small output is gathered into one send up to this */
 #define ISCSI_LOGIN_DATA_MAX (64u << 10) /* text of a login or text request (continued) */
 #define ISCSI_LOGIN_SEGMENT 8192u     /* MaxRecvDataSegmentLength before it is negotiated */
 #define ISCSI_MAX_INFLIGHT_BYTES (256u << 20) /* task buffers per connection */
@@ -46,9 +45,8 @@ enum conn_state {
     CS_DATA,    /* reading the data segment (into a task's buffer, the data buffer, or away) */
     CS_TAIL,    /* reading the data segment's padding and digest */
     CS_WAIT,    /* a header is read, but too much output waits for the initiator */
-    CS_CLOSING, /* no more input: finishing tasks in flight and their responses */
-    CS_DEAD,    /* socket shut down: waiting for operations to end, then freed */
 };
+/* Closing and dead are the stream's states (c->s.state); c->state stays where input ended. */
 
 enum conn_phase {
     PH_LOGIN,  /* login PDUs only */
@@ -157,16 +155,6 @@ struct iscsi_tmf {
     unsigned waiting;
 };
 
-/* A piece of output: bytes @data[off..len); when @task is set, sending the chunk frees it. */
-struct out_chunk {
-    struct out_chunk *next;
-    const uint8_t *data;
-    size_t len, off;
-    struct iscsi_task *task;
-    bool owned;
-    uint8_t bytes[];
-};
-
 /* The negotiated operational parameters of a session and connection. */
 struct iscsi_params {
     uint32_t mrdsl_out;   /* the initiator's MaxRecvDataSegmentLength: our Data-In size */
@@ -181,9 +169,9 @@ struct iscsi_params {
 struct login_state;
 
 struct iscsi_conn {
+    struct stream s; /* the socket, input buffer, send queue, end of life */
     struct iscsi_server *srv;
     struct reactor *reactor;
-    int fd;
     char peer[80];  /* "127.0.0.1:40112" */
     char local[80]; /* our address on this connection, for TargetAddress */
     enum conn_state state;
@@ -195,11 +183,6 @@ struct iscsi_conn {
     unsigned jobs; /* jobs on the service thread referring to the connection */
 
     /* Input */
-    uint8_t *in;
-    size_t in_rd, in_wr;
-    bool want_active;
-    uint8_t *want_dst;
-    uint64_t want_len, want_got;
     uint8_t bhs[ISCSI_BHS_SIZE];
     uint8_t ahs[ISCSI_AHS_MAX + ISCSI_DIGEST_SIZE];
     uint32_t ahs_len, dlen;
@@ -208,23 +191,6 @@ struct iscsi_conn {
                              (iscsi_conn_data_buf allocates it on first use) */
     uint8_t *data_dst;    /* where this PDU's data went (NULL: discarded) */
     struct iscsi_task *rx_task; /* the task whose data is being read */
-    bool rx_pending, rx_direct;
-    struct io_op rx_op;
-    bool in_pump, pump_again;
-    unsigned busy;
-    bool released;
-    uint64_t last_rx_ns;
-
-    /* Output */
-    struct out_chunk *out_head, **out_tail;
-    uint64_t out_bytes;
-    uint8_t *stage;
-    size_t stage_len, stage_off;
-    struct out_chunk *tx_chunk;
-    bool tx_pending;
-    struct io_op tx_op;
-    struct io_op cancel_op;
-    bool cancel_pending;
 
     /* Login and session */
     struct login_state *login;
@@ -305,7 +271,9 @@ struct iscsi_server {
 };
 
 /* server.c */
-void iscsi_conn_release(struct iscsi_conn *c); /* done on its reactor: free it elsewhere */
+/* Done on its reactor: free it elsewhere (false: posted work or a job still refers to it;
+ * see stream_ops.release). */
+bool iscsi_conn_release(struct iscsi_conn *c);
 void iscsi_conn_free(struct iscsi_conn *c);     /* memory only (service thread) */
 /* Registers a session that completed its login (TSIH assigned) and reinstates (ends) a
  * session with the same initiator, ISID and target. Returns the login status. */
@@ -317,18 +285,10 @@ uint64_t iscsi_lun_gen(struct iscsi_server *srv);
 void iscsi_sess_free(struct iscsi_conn *c);
 
 /* conn.c */
+/* Input, output and the end go through c->s (pool/stream.h): stream_want, stream_send_copy,
+ * stream_send_ref (with the task a PDU completes), stream_kill, stream_finish, and
+ * stream_enter/stream_leave around every entry point. */
 struct iscsi_conn *iscsi_conn_new(struct iscsi_server *srv, int fd, struct reactor *r);
-void iscsi_conn_want(struct iscsi_conn *c, void *dst, uint64_t len);
-void iscsi_conn_pump(struct iscsi_conn *c);
-void iscsi_conn_send_copy(struct iscsi_conn *c, const void *data, size_t len);
-void iscsi_conn_send_ref(struct iscsi_conn *c, const void *data, size_t len,
-                         struct iscsi_task *task);
-void iscsi_conn_flush(struct iscsi_conn *c);
-void iscsi_conn_kill(struct iscsi_conn *c, const char *why);
-void iscsi_conn_finish(struct iscsi_conn *c);
-void iscsi_conn_enter(struct iscsi_conn *c);
-void iscsi_conn_leave(struct iscsi_conn *c);
-void iscsi_conn_check_closing(struct iscsi_conn *c);
 /* c->data, allocated on first use; NULL (and the connection killed) when out of memory. */
 uint8_t *iscsi_conn_data_buf(struct iscsi_conn *c);
 

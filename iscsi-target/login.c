@@ -103,7 +103,7 @@ static void login_fail(struct iscsi_conn *c, uint16_t status, const char *why)
     uint8_t flags = c->bhs[1] & 0x0c; /* CSG as the request had it */
     login_respond(c, flags, status, NULL, 0);
     iscsi_login_free(c);
-    iscsi_conn_finish(c); /* the response goes out, then the connection closes */
+    stream_finish(&c->s); /* the response goes out, then the connection closes */
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -560,7 +560,7 @@ void iscsi_login_pdu(struct iscsi_conn *c)
     if (!c->login) {
         c->login = calloc(1, sizeof(*c->login));
         if (!c->login) {
-            iscsi_conn_kill(c, "out of memory for a login");
+            stream_kill(&c->s, "out of memory for a login");
             return;
         }
     }

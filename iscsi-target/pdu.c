@@ -45,7 +45,7 @@ void iscsi_rx_begin(struct iscsi_conn *c)
     c->state = CS_BHS;
     c->rx_task = NULL;
     c->data_dst = NULL;
-    iscsi_conn_want(c, c->bhs, ISCSI_BHS_SIZE);
+    stream_want(&c->s, c->bhs, ISCSI_BHS_SIZE);
 }
 
 static void pdu_done(struct iscsi_conn *c)
@@ -55,7 +55,7 @@ static void pdu_done(struct iscsi_conn *c)
         iscsi_login_pdu(c);
     else
         iscsi_ff_pdu(c);
-    if (c->state < CS_WAIT && !c->want_active)
+    if (c->s.state == STREAM_OPEN && c->state < CS_WAIT && !c->s.want_active)
         iscsi_rx_begin(c);
 }
 
@@ -67,7 +67,7 @@ static void header_done(struct iscsi_conn *c)
         char why[128];
         snprintf(why, sizeof why, "opcode 0x%02x with a data segment of %u bytes (at most %u)",
                  op, c->dlen, max);
-        iscsi_conn_kill(c, why);
+        stream_kill(&c->s, why);
         return;
     }
     c->data_dst = NULL;
@@ -76,7 +76,7 @@ static void header_done(struct iscsi_conn *c)
         if (op != ISCSI_OP_LOGIN_REQ) {
             char why[96];
             snprintf(why, sizeof why, "opcode 0x%02x before the login completed", op);
-            iscsi_conn_kill(c, why);
+            stream_kill(&c->s, why);
             return;
         }
         if (c->dlen && !iscsi_conn_data_buf(c))
@@ -90,16 +90,16 @@ static void header_done(struct iscsi_conn *c)
         return;
     }
     c->state = CS_DATA;
-    iscsi_conn_want(c, c->data_dst, c->dlen);
+    stream_want(&c->s, c->data_dst, c->dlen);
 }
 
 bool iscsi_rx_admit(struct iscsi_conn *c)
 {
-    if (c->out_bytes > ISCSI_OUT_LIMIT)
+    if (c->s.out_bytes > ISCSI_OUT_LIMIT)
         return false;
     if (c->ahs_len || c->hdigest) {
         c->state = CS_AHS;
-        iscsi_conn_want(c, c->ahs, c->ahs_len + (c->hdigest ? ISCSI_DIGEST_SIZE : 0));
+        stream_want(&c->s, c->ahs, c->ahs_len + (c->hdigest ? ISCSI_DIGEST_SIZE : 0));
         return true;
     }
     header_done(c);
@@ -119,7 +119,7 @@ void iscsi_rx_input(struct iscsi_conn *c)
         if (c->hdigest) {
             uint32_t crc = crc32c(crc32c(0, c->bhs, ISCSI_BHS_SIZE), c->ahs, c->ahs_len);
             if (crc != get_le32(c->ahs + c->ahs_len)) {
-                iscsi_conn_kill(c, "header digest error");
+                stream_kill(&c->s, "header digest error");
                 return;
             }
         }
@@ -130,7 +130,7 @@ void iscsi_rx_input(struct iscsi_conn *c)
         uint32_t tail = pad + (c->ddigest ? ISCSI_DIGEST_SIZE : 0);
         if (tail) {
             c->state = CS_TAIL;
-            iscsi_conn_want(c, c->tail, tail);
+            stream_want(&c->s, c->tail, tail);
             return;
         }
         pdu_done(c);
@@ -141,14 +141,14 @@ void iscsi_rx_input(struct iscsi_conn *c)
             uint32_t pad = (4 - (c->dlen & 3)) & 3;
             uint32_t crc = crc32c(crc32c(0, c->data_dst, c->dlen), c->tail, pad);
             if (crc != get_le32(c->tail + pad)) {
-                iscsi_conn_kill(c, "data digest error");
+                stream_kill(&c->s, "data digest error");
                 return;
             }
         }
         pdu_done(c);
         return;
     default:
-        iscsi_conn_kill(c, "input in a state that reads nothing");
+        stream_kill(&c->s, "input in a state that reads nothing");
         return;
     }
 }
@@ -179,10 +179,10 @@ void iscsi_send_pdu(struct iscsi_conn *c, uint8_t *bhs, const void *data, uint32
         put_le32(hd + ISCSI_BHS_SIZE, crc32c(0, bhs, ISCSI_BHS_SIZE));
         hl += ISCSI_DIGEST_SIZE;
     }
-    iscsi_conn_send_copy(c, hd, hl);
+    stream_send_copy(&c->s, hd, hl);
     if (len == 0) {
         if (task)
-            iscsi_conn_send_ref(c, NULL, 0, task);
+            stream_send_ref(&c->s, NULL, 0, task);
         return;
     }
     uint32_t pad = (4 - (len & 3)) & 3;
@@ -194,18 +194,18 @@ void iscsi_send_pdu(struct iscsi_conn *c, uint8_t *bhs, const void *data, uint32
         tl += ISCSI_DIGEST_SIZE;
     }
     if (copy || len < 1024) {
-        iscsi_conn_send_copy(c, data, len);
+        stream_send_copy(&c->s, data, len);
         if (tl)
-            iscsi_conn_send_copy(c, tail, tl);
+            stream_send_copy(&c->s, tail, tl);
         if (task)
-            iscsi_conn_send_ref(c, NULL, 0, task);
+            stream_send_ref(&c->s, NULL, 0, task);
     } else if (tl) {
-        iscsi_conn_send_ref(c, data, len, NULL);
-        iscsi_conn_send_copy(c, tail, tl);
+        stream_send_ref(&c->s, data, len, NULL);
+        stream_send_copy(&c->s, tail, tl);
         if (task)
-            iscsi_conn_send_ref(c, NULL, 0, task);
+            stream_send_ref(&c->s, NULL, 0, task);
     } else {
-        iscsi_conn_send_ref(c, data, len, task);
+        stream_send_ref(&c->s, data, len, task);
     }
 }
 

@@ -144,7 +144,7 @@ static void lun_job_done(struct reactor_work *w)
 {
     struct svc_job *j = container_of(w, struct svc_job, work);
     struct iscsi_conn *c = j->c;
-    iscsi_conn_enter(c);
+    stream_enter(&c->s);
     c->jobs--;
     if (j->result && j->result != j->old) {
         j->result->next = c->bindings;
@@ -152,7 +152,7 @@ static void lun_job_done(struct reactor_work *w)
     }
     iscsi_sess_lu_ready(c, j->slu, j->result);
     free(j);
-    iscsi_conn_leave(c);
+    stream_leave(&c->s);
 }
 
 static void run_lun_job(struct iscsi_server *srv, struct svc_job *j)
@@ -262,34 +262,27 @@ int iscsi_lun_job(struct iscsi_conn *c, struct sess_lu *slu)
 
 void iscsi_conn_free(struct iscsi_conn *c)
 {
-    if (c->fd >= 0)
-        close(c->fd);
-    while (c->out_head) {
-        struct out_chunk *ch = c->out_head;
-        c->out_head = ch->next;
-        free(ch);
-    }
+    stream_free(&c->s);
     iscsi_login_free(c);
     for (unsigned i = 0; i < c->nluns; i++)
         free(c->luns[i]);
     free(c->luns);
     free(c->text_rsp);
     free(c->text_req);
-    free(c->in);
     free(c->data);
-    free(c->stage);
     free(c);
 }
 
-void iscsi_conn_release(struct iscsi_conn *c)
+bool iscsi_conn_release(struct iscsi_conn *c)
 {
     struct iscsi_server *srv = c->srv;
+    if (c->jobs)
+        return false; /* a job's answer comes back to this reactor, and releases again */
     pthread_mutex_lock(&srv->lock);
     if (c->stop_pending || c->tick_pending || c->kill_pending || c->evict_pending) {
         /* Posted work still refers to c; it releases again when it has run. */
-        c->released = false;
         pthread_mutex_unlock(&srv->lock);
-        return;
+        return false;
     }
     LIST_REMOVE(c, link);
     pthread_mutex_unlock(&srv->lock);
@@ -302,22 +295,23 @@ void iscsi_conn_release(struct iscsi_conn *c)
         srv->nconns--;
         pthread_cond_broadcast(&srv->cond);
         pthread_mutex_unlock(&srv->lock);
-        return;
+        return true;
     }
     j->kind = JOB_CONN_FREE;
     j->c = c;
     job_push(srv, j);
+    return true;
 }
 
 static void kill_work_fn(struct reactor_work *w)
 {
     struct iscsi_conn *c = container_of(w, struct iscsi_conn, kill_work);
-    iscsi_conn_enter(c);
+    stream_enter(&c->s);
     pthread_mutex_lock(&c->srv->lock);
     c->kill_pending = false;
     pthread_mutex_unlock(&c->srv->lock);
-    iscsi_conn_kill(c, "session reinstated by a new login");
-    iscsi_conn_leave(c);
+    stream_kill(&c->s, "session reinstated by a new login");
+    stream_leave(&c->s);
 }
 
 uint16_t iscsi_session_register(struct iscsi_conn *c, uint16_t tsih_in)
@@ -379,7 +373,7 @@ static void evict_work_fn(struct reactor_work *w)
     struct iscsi_server *srv = c->srv;
     struct evict_req ev[ARRAY_SIZE(srv->evicts)];
     unsigned n;
-    iscsi_conn_enter(c);
+    stream_enter(&c->s);
     pthread_mutex_lock(&srv->lock);
     c->evict_pending = false;
     n = srv->nevicts;
@@ -389,12 +383,12 @@ static void evict_work_fn(struct reactor_work *w)
     for (struct iscsi_binding *b = c->bindings; b; b = b->next)
         for (unsigned i = 0; i < n; i++)
             if (b->ilu->vol_id == ev[i].vol_id &&
-                memcmp(b->ilu->pool_uuid, ev[i].pool_uuid, 16) == 0 && c->state < CS_CLOSING) {
+                memcmp(b->ilu->pool_uuid, ev[i].pool_uuid, 16) == 0 && c->s.state == STREAM_OPEN) {
                 log_warn("iscsi: %s: the session of %s ends: its volume is pulled", c->peer,
                          c->initiator);
-                iscsi_conn_finish(c);
+                stream_finish(&c->s);
             }
-    iscsi_conn_leave(c);
+    stream_leave(&c->s);
 }
 
 void iscsi_server_evict(struct iscsi_server *srv, const uint8_t pool_uuid[16], uint64_t vol_id)
@@ -587,17 +581,17 @@ static int listen_inet(struct iscsi_server *srv, const char *addr)
 static void tick_work_fn(struct reactor_work *w)
 {
     struct iscsi_conn *c = container_of(w, struct iscsi_conn, tick_work);
-    iscsi_conn_enter(c);
+    stream_enter(&c->s);
     pthread_mutex_lock(&c->srv->lock);
     c->tick_pending = false;
     pthread_mutex_unlock(&c->srv->lock);
     uint64_t now = now_ns();
-    if (c->phase == PH_LOGIN && c->state < CS_CLOSING &&
+    if (c->phase == PH_LOGIN && c->s.state == STREAM_OPEN &&
         now - c->login_start_ns > (uint64_t)c->srv->login_timeout_s * 1000000000ull)
-        iscsi_conn_kill(c, "login not completed in time");
+        stream_kill(&c->s, "login not completed in time");
     else if (c->phase != PH_LOGIN)
         iscsi_ff_tick(c, now);
-    iscsi_conn_leave(c);
+    stream_leave(&c->s);
 }
 
 static void *ticker_main(void *arg)
@@ -707,16 +701,16 @@ unsigned iscsi_server_connections(struct iscsi_server *srv)
 static void stop_work_fn(struct reactor_work *w)
 {
     struct iscsi_conn *c = container_of(w, struct iscsi_conn, stop_work);
-    iscsi_conn_enter(c);
+    stream_enter(&c->s);
     pthread_mutex_lock(&c->srv->lock);
     c->stop_pending = false;
     pthread_mutex_unlock(&c->srv->lock);
     c->stopping = true;
     if (c->phase == PH_LOGIN)
-        iscsi_conn_kill(c, NULL);
+        stream_kill(&c->s, NULL);
     else
-        iscsi_conn_finish(c);
-    iscsi_conn_leave(c);
+        stream_finish(&c->s);
+    stream_leave(&c->s);
 }
 
 void iscsi_server_stop(struct iscsi_server *srv)

@@ -53,7 +53,7 @@ void iscsi_sess_lu_ready(struct iscsi_conn *c, struct sess_lu *slu, struct iscsi
         struct iscsi_task *t = TAILQ_FIRST(&slu->waiting);
         TAILQ_REMOVE(&slu->waiting, t, wlink);
         t->waiting = false;
-        if (c->state == CS_DEAD)
+        if (c->s.state == STREAM_DEAD)
             iscsi_task_free(t);
         else
             iscsi_task_run(t);

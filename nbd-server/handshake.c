@@ -42,9 +42,9 @@ static void opt_reply(struct nbd_conn *c, uint32_t type, const void *data, uint3
     p = nbd_put32(p, c->opt);
     p = nbd_put32(p, type);
     nbd_put32(p, len);
-    nbd_conn_send_copy(c, h, sizeof h);
+    stream_send_copy(&c->s, h, sizeof h);
     if (len)
-        nbd_conn_send_copy(c, data, len);
+        stream_send_copy(&c->s, data, len);
 }
 
 static void opt_error(struct nbd_conn *c, uint32_t type, const char *fmt, ...)
@@ -142,18 +142,18 @@ static void opt_export_name(struct nbd_conn *c)
 {
     struct opened o;
     if (c->opt_len > NBD_MAX_NAME || memchr(c->opt_data, 0, c->opt_len)) {
-        nbd_conn_kill(c, "EXPORT_NAME with an invalid name");
+        stream_kill(&c->s, "EXPORT_NAME with an invalid name");
         return;
     }
     const char *name = (const char *)c->opt_data;
     if (!export_open(c, name, &o)) {
-        nbd_conn_kill(c, NULL); /* the only way to refuse EXPORT_NAME */
+        stream_kill(&c->s, NULL); /* the only way to refuse EXPORT_NAME */
         return;
     }
     /* size(8) flags(2) [124 zeros] */
     uint8_t r[10 + 124] = {0};
     nbd_put16(nbd_put64(r, vol_size(o.v)), tx_flags_for(o.readonly));
-    nbd_conn_send_copy(c, r, (c->client_flags & NBD_FLAG_C_NO_ZEROES) ? 10 : sizeof r);
+    stream_send_copy(&c->s, r, (c->client_flags & NBD_FLAG_C_NO_ZEROES) ? 10 : sizeof r);
     export_attach(c, name, &o);
     nbd_tx_begin(c); /* -> TX_HEADER */
 }
@@ -397,7 +397,7 @@ static void opt_starttls(struct nbd_conn *c)
     }
     opt_reply(c, NBD_REP_ACK, NULL, 0); /* in clear: TLS starts after it */
     if (nbd_tls_start(c) < 0) {
-        nbd_conn_kill(c, "cannot start TLS");
+        stream_kill(&c->s, "cannot start TLS");
         return;
     }
     c->state = CS_TLS_HANDSHAKE; /* conn.c runs the handshake -> OPT_HEADER */
@@ -408,7 +408,7 @@ static void opt_dispatch(struct nbd_conn *c)
     uint32_t opt = c->opt;
     if (c->srv->tls_required && !c->tls && opt != NBD_OPT_STARTTLS && opt != NBD_OPT_ABORT) {
         if (opt == NBD_OPT_EXPORT_NAME) {
-            nbd_conn_kill(c, "EXPORT_NAME without TLS, which this server requires");
+            stream_kill(&c->s, "EXPORT_NAME without TLS, which this server requires");
             return;
         }
         opt_error(c, NBD_REP_ERR_TLS_REQD, "this server requires TLS: use STARTTLS");
@@ -420,7 +420,7 @@ static void opt_dispatch(struct nbd_conn *c)
         return;
     case NBD_OPT_ABORT:
         opt_reply(c, NBD_REP_ACK, NULL, 0);
-        nbd_conn_finish(c); /* -> CLOSING */
+        stream_finish(&c->s); /* -> CLOSING */
         return;
     case NBD_OPT_LIST:
         opt_list(c);
@@ -457,7 +457,7 @@ static void opt_dispatch(struct nbd_conn *c)
 static void want_opt_header(struct nbd_conn *c)
 {
     c->state = CS_OPT_HEADER;
-    nbd_conn_want(c, c->hdr, 16);
+    stream_want(&c->s, c->hdr, 16);
 }
 
 void nbd_hs_begin(struct nbd_conn *c)
@@ -467,9 +467,9 @@ void nbd_hs_begin(struct nbd_conn *c)
     p = nbd_put64(p, NBD_MAGIC);
     p = nbd_put64(p, NBD_IHAVEOPT);
     nbd_put16(p, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
-    nbd_conn_send_copy(c, g, sizeof g);
+    stream_send_copy(&c->s, g, sizeof g);
     c->state = CS_CLIENT_FLAGS;
-    nbd_conn_want(c, c->hdr, 4);
+    stream_want(&c->s, c->hdr, 4);
 }
 
 void nbd_hs_tls_done(struct nbd_conn *c)
@@ -484,7 +484,7 @@ void nbd_hs_input(struct nbd_conn *c)
     case CS_CLIENT_FLAGS:
         c->client_flags = nbd_get32(c->hdr);
         if (c->client_flags & ~(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES)) {
-            nbd_conn_kill(c, "unknown client flags");
+            stream_kill(&c->s, "unknown client flags");
             return;
         }
         want_opt_header(c);
@@ -492,7 +492,7 @@ void nbd_hs_input(struct nbd_conn *c)
 
     case CS_OPT_HEADER: {
         if (nbd_get64(c->hdr) != NBD_IHAVEOPT) {
-            nbd_conn_kill(c, "bad option magic");
+            stream_kill(&c->s, "bad option magic");
             return;
         }
         c->opt = nbd_get32(c->hdr + 8);
@@ -500,26 +500,26 @@ void nbd_hs_input(struct nbd_conn *c)
         free(c->opt_data);
         c->opt_data = NULL;
         if (c->opt_len > NBD_OPT_SKIP_MAX) {
-            nbd_conn_kill(c, "option length too large to be true");
+            stream_kill(&c->s, "option length too large to be true");
             return;
         }
         if (c->opt_len > NBD_OPT_MAX) {
             if (c->opt == NBD_OPT_EXPORT_NAME) {
-                nbd_conn_kill(c, "EXPORT_NAME too long");
+                stream_kill(&c->s, "EXPORT_NAME too long");
                 return;
             }
             c->state = CS_OPT_SKIP;
-            nbd_conn_want(c, NULL, c->opt_len);
+            stream_want(&c->s, NULL, c->opt_len);
             return;
         }
         c->opt_data = malloc(c->opt_len + 1);
         if (!c->opt_data) {
-            nbd_conn_kill(c, "out of memory for an option");
+            stream_kill(&c->s, "out of memory for an option");
             return;
         }
         c->opt_data[c->opt_len] = '\0';
         c->state = CS_OPT_DATA;
-        nbd_conn_want(c, c->opt_data, c->opt_len);
+        stream_want(&c->s, c->opt_data, c->opt_len);
         return;
     }
 
@@ -538,7 +538,7 @@ void nbd_hs_input(struct nbd_conn *c)
         return;
 
     default:
-        nbd_conn_kill(c, "handshake input in a transmission state");
+        stream_kill(&c->s, "handshake input in a transmission state");
         return;
     }
 }

@@ -3,7 +3,7 @@
  * state machine, a request, and the calls between
  *
  *   server.c        listening, accepting, adopting, stopping; the closing thread
- *   conn.c          one connection's input pump, send queue and life cycle
+ *   conn.c          one connection: its states, its part of the stream (pool/stream.h)
  *   handshake.c     the handshake states: greeting, options, the answers to each option
  *   transmission.c  the transmission states: request headers, payloads, replies
  *   tls.c           STARTTLS with OpenSSL over memory BIOs
@@ -25,11 +25,10 @@
 #include "nbd-server/nbd-proto.h"
 #include "nbd-server/nbd-server.h"
 #include "pool/pool.h"
+#include "pool/stream.h"
 #include "volumes/volumes.h"
 
-#define NBD_IN_SIZE (64u << 10)      /* the input buffer; also the largest option we read */
-#define NBD_OUT_STAGE (256u << 10)   /* small replies are gathered into one send up to this */
-#define NBD_OPT_MAX NBD_IN_SIZE      /* longer options are discarded and refused as TOO_BIG */
+#define NBD_OPT_MAX STREAM_IN_SIZE   /* longer options are discarded and refused as TOO_BIG */
 #define NBD_OPT_SKIP_MAX (16u << 20) /* longer than this, an option is a lie: disconnect */
 #define NBD_BASE_ALLOCATION "base:allocation"
 #define NBD_META_ID_BASE 1u     /* our context id for base:allocation */
@@ -54,9 +53,8 @@ enum conn_state {
     CS_TX_WAIT_SLOT,  /* a header is read but the in-flight limit is reached */
     CS_TX_PAYLOAD,    /* reading a WRITE payload into its request's buffer */
     CS_TX_SKIP,       /* discarding the payload of a refused WRITE, then its error */
-    CS_CLOSING,       /* no more input: finishing requests in flight and their replies */
-    CS_DEAD,          /* socket shut down: waiting for operations to end, then freed */
 };
+/* Closing and dead are the stream's states (c->s.state); c->state stays where input ended. */
 
 const char *nbd_state_name(enum conn_state s);
 
@@ -76,21 +74,10 @@ struct nbd_req {
     struct vol_req vr;
 };
 
-/* A piece of output. Its bytes are @data[off..len); when @req is set, sending the chunk
- * completes that request's reply and frees it. */
-struct out_chunk {
-    struct out_chunk *next;
-    const uint8_t *data;
-    size_t len, off;
-    struct nbd_req *req;
-    bool owned;      /* counted in out_bytes (inline bytes, TLS records) */
-    uint8_t bytes[]; /* inline data when data == bytes */
-};
-
 struct nbd_conn {
+    struct stream s; /* the socket, input buffer, send queue, end of life */
     struct nbd_server *srv;
     struct reactor *reactor;
-    int fd;
     char peer[80]; /* for messages: "127.0.0.1:40112", "unix" */
     enum conn_state state;
     LIST_ENTRY(nbd_conn) link; /* in srv->conns, under the server lock */
@@ -99,31 +86,9 @@ struct nbd_conn {
     bool stopping;             /* nbd_server_stop asked us to finish */
     struct reactor_work start_work, stop_work;
 
-    /* Input: the buffer, and what the current state waits for. */
-    uint8_t *in;
-    size_t in_rd, in_wr;
-    bool want_active;
-    uint8_t *want_dst; /* NULL: discard */
-    uint64_t want_len, want_got;
-    uint8_t hdr[32]; /* fixed-size headers are read here */
-    bool rx_pending, rx_direct, rx_raw;
-    struct io_op rx_op;
-    bool in_pump, pump_again;
+    /* Input */
+    uint8_t hdr[32];         /* fixed-size headers are read here */
     struct nbd_req *cur_req; /* CS_TX_PAYLOAD, CS_TX_SKIP: the request being read */
-    unsigned busy;           /* entry points running on the stack: no freeing meanwhile */
-    bool released;
-
-    /* Output */
-    struct out_chunk *out_head, **out_tail;
-    uint64_t out_bytes;
-    uint8_t *stage;
-    size_t stage_len, stage_off;
-    struct out_chunk *tx_chunk; /* sent directly (not staged) by the pending send */
-    bool tx_pending;
-    struct io_op tx_op;
-    struct io_op cancel_op;
-    bool cancel_pending;
-    bool tls_shut; /* close_notify queued */
 
     /* Handshake */
     uint32_t client_flags;
@@ -138,7 +103,6 @@ struct nbd_conn {
     SSL *ssl;
     BIO *rbio, *wbio; /* network side: rbio is fed from recv, wbio drained to send */
     bool tls;         /* STARTTLS done: every byte goes through ssl */
-    uint8_t *raw;     /* ciphertext received */
 
     /* Transmission */
     struct vol *vol;
@@ -181,8 +145,9 @@ struct nbd_server {
 /* server.c */
 /* Hands @v to the closing thread (close() runs there). Any thread. */
 void nbd_close_vol_later(struct nbd_server *srv, struct vol *v);
-/* The connection is finished on its reactor: unlist it and let the closing thread free it. */
-void nbd_conn_release(struct nbd_conn *c);
+/* The connection is finished on its reactor: unlist it and let the closing thread free it
+ * (false: its stop is still posted; see stream_ops.release). */
+bool nbd_conn_release(struct nbd_conn *c);
 /* Frees a connection's memory (closing thread, or on a failed start). */
 void nbd_conn_free(struct nbd_conn *c);
 
@@ -190,27 +155,10 @@ void nbd_conn_free(struct nbd_conn *c);
 struct nbd_conn *nbd_conn_new(struct nbd_server *srv, int fd, struct reactor *r);
 void nbd_conn_start_work(struct reactor_work *w); /* on its reactor: greeting, first read */
 void nbd_conn_stop_work(struct reactor_work *w);  /* on its reactor: graceful stop */
-/* Waits for @len bytes into @dst (NULL: discard them); the state's handler runs then. */
-void nbd_conn_want(struct nbd_conn *c, void *dst, uint64_t len);
-/* Resumes reading (a slot freed, a handshake ended). */
-void nbd_conn_pump(struct nbd_conn *c);
-/* Queues output. nbd_conn_send_copy copies @len bytes; nbd_conn_send_ref refers to them and,
- * when @req is set, frees @req once they are sent. Replies never interleave: a reply's
+/* Input, output and the end go through c->s (pool/stream.h): stream_want, stream_send_copy,
+ * stream_send_ref (with the request its reply completes), stream_kill, stream_finish, and
+ * stream_enter/stream_leave around every entry point. Replies never interleave: a reply's
  * chunks are queued one after another by one call chain on the reactor thread. */
-void nbd_conn_send_copy(struct nbd_conn *c, const void *data, size_t len);
-void nbd_conn_send_ref(struct nbd_conn *c, const void *data, size_t len, struct nbd_req *req);
-/* Queues bytes as they are, past TLS (ciphertext, the ACK of STARTTLS). */
-void nbd_conn_send_raw(struct nbd_conn *c, const void *data, size_t len);
-void nbd_conn_flush(struct nbd_conn *c); /* starts sending what is queued */
-/* Breaks the connection now (bad magic, a lie, an I/O error): logs @why, shuts the socket
- * down, drops queued output. Requests in flight finish before the memory is freed. */
-void nbd_conn_kill(struct nbd_conn *c, const char *why);
-/* No more input: finish requests in flight, send their replies, then close. */
-void nbd_conn_finish(struct nbd_conn *c);
-/* Every entry point (a completion, posted work) brackets its work with enter and leave;
- * leave frees the connection when it is DEAD and nothing refers to it any more. */
-void nbd_conn_enter(struct nbd_conn *c);
-void nbd_conn_leave(struct nbd_conn *c);
 /* The request is done (its reply sent or dropped): free it and resume reading. */
 void nbd_req_free(struct nbd_req *req);
 
@@ -228,22 +176,10 @@ uint32_t nbd_errno_to_wire(int err);   /* negative errno -> NBD_E* */
 /* tls.c */
 int nbd_tls_ctx_new(const struct nbd_config *cfg, SSL_CTX **out);
 void nbd_tls_ctx_free(SSL_CTX *ctx);
-/* Begins TLS on @c (after the ACK of STARTTLS is queued): bytes already read become the
- * start of the TLS stream. */
+/* Begins TLS on @c (after the ACK of STARTTLS is queued): puts the TLS filter on its stream;
+ * bytes already read become the start of the TLS stream; the pump runs the handshake, and
+ * nbd_hs_tls_done when it ends well. */
 int nbd_tls_start(struct nbd_conn *c);
-/* Runs the handshake: 1 done, 0 needs more ciphertext, negative errno on failure. */
-int nbd_tls_handshake(struct nbd_conn *c);
-/* Feeds received ciphertext. */
-int nbd_tls_feed(struct nbd_conn *c, const void *raw, size_t n);
-/* Decrypts into @dst: bytes (> 0), 0 when more ciphertext is needed, -ECONNRESET at the
- * peer's close_notify, another negative errno on failure. */
-long nbd_tls_read(struct nbd_conn *c, void *dst, size_t len);
-/* Encrypts and queues @len bytes. */
-int nbd_tls_write(struct nbd_conn *c, const void *p, size_t len);
-/* Queues a close_notify. */
-void nbd_tls_shutdown(struct nbd_conn *c);
-/* Moves pending ciphertext from the write BIO to the send queue. */
-int nbd_tls_drain(struct nbd_conn *c);
 void nbd_tls_conn_free(struct nbd_conn *c);
 
 /* Big-endian helpers */

@@ -65,32 +65,23 @@ void nbd_close_vol_later(struct nbd_server *srv, struct vol *v)
 
 void nbd_conn_free(struct nbd_conn *c)
 {
-    if (c->fd >= 0)
-        close(c->fd);
+    stream_free(&c->s);
     nbd_tls_conn_free(c);
-    while (c->out_head) {
-        struct out_chunk *ch = c->out_head;
-        c->out_head = ch->next;
-        free(ch);
-    }
     free(c->opt_data);
     free(c->meta_export);
     free(c->meta_changed);
     free(c->export_name);
-    free(c->in);
-    free(c->stage);
     free(c);
 }
 
-void nbd_conn_release(struct nbd_conn *c)
+bool nbd_conn_release(struct nbd_conn *c)
 {
     struct nbd_server *srv = c->srv;
     pthread_mutex_lock(&srv->lock);
     if (c->stop_pending) {
         /* The stop work still refers to c; it releases again when it has run. */
-        c->released = false;
         pthread_mutex_unlock(&srv->lock);
-        return;
+        return false;
     }
     LIST_REMOVE(c, link);
     pthread_mutex_unlock(&srv->lock);
@@ -104,12 +95,13 @@ void nbd_conn_release(struct nbd_conn *c)
         srv->nconns--;
         pthread_cond_broadcast(&srv->cond);
         pthread_mutex_unlock(&srv->lock);
-        return;
+        return true;
     }
     it->c = c;
     it->v = c->vol;
     c->vol = NULL;
     closer_push(srv, it);
+    return true;
 }
 
 static void *closer_main(void *arg)

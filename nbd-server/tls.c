@@ -2,11 +2,12 @@
  * tls.c - STARTTLS with OpenSSL, over memory BIOs so that every byte still travels through
  * the reactor's ring.
  *
- * OpenSSL never touches the socket. Ciphertext received by recv is written into the read
- * BIO (nbd_tls_feed); OpenSSL's output lands in the write BIO, which nbd_tls_drain moves to
- * the connection's send queue as raw chunks. Plaintext replies are encrypted as they are
- * queued (nbd_tls_write), so the send queue holds only ciphertext and a reply's bytes stay
- * in order. One SSL object per connection, used only on the connection's reactor.
+ * OpenSSL never touches the socket: TLS is the connection stream's filter (pool/stream.h).
+ * Ciphertext received by recv is written into the read BIO (tls_feed); OpenSSL's output
+ * lands in the write BIO, which tls_drain moves to the stream's send queue as raw chunks.
+ * Plaintext replies are encrypted as they are queued (tls_write), so the send queue holds
+ * only ciphertext and a reply's bytes stay in order. One SSL object per connection, used
+ * only on the connection's reactor.
  *
  * Client certificates: with tls_ca, a client must present a certificate that CA signed.
  */
@@ -82,50 +83,26 @@ void nbd_tls_ctx_free(SSL_CTX *ctx)
     SSL_CTX_free(ctx);
 }
 
-int nbd_tls_drain(struct nbd_conn *c)
+/* Moves pending ciphertext from the write BIO to the send queue. */
+static void tls_drain(struct nbd_conn *c)
 {
     if (!c->wbio)
-        return 0;
+        return;
     uint8_t buf[16384];
     int n;
     while ((n = BIO_read(c->wbio, buf, sizeof buf)) > 0)
-        nbd_conn_send_raw(c, buf, (size_t)n);
-    return 0;
+        stream_send_raw(&c->s, buf, (size_t)n);
 }
 
-int nbd_tls_start(struct nbd_conn *c)
+static int tls_handshake(struct stream *s)
 {
-    c->raw = malloc(64u << 10);
-    c->ssl = SSL_new(c->srv->tls_ctx);
-    c->rbio = BIO_new(BIO_s_mem());
-    c->wbio = BIO_new(BIO_s_mem());
-    if (!c->raw || !c->ssl || !c->rbio || !c->wbio) {
-        BIO_free(c->rbio);
-        BIO_free(c->wbio);
-        c->rbio = c->wbio = NULL;
-        return -ENOMEM;
-    }
-    /* An empty memory BIO reads as "retry", not as end of file. */
-    BIO_set_mem_eof_return(c->rbio, -1);
-    SSL_set_bio(c->ssl, c->rbio, c->wbio); /* the SSL owns them now */
-    SSL_set_accept_state(c->ssl);
-    /* Bytes the client sent right after STARTTLS, already read, begin the TLS stream. */
-    if (c->in_wr > c->in_rd) {
-        if (BIO_write(c->rbio, c->in + c->in_rd, (int)(c->in_wr - c->in_rd)) <= 0)
-            return -ENOMEM;
-        c->in_rd = c->in_wr = 0;
-    }
-    c->want_active = false;
-    return 0;
-}
-
-int nbd_tls_handshake(struct nbd_conn *c)
-{
+    struct nbd_conn *c = container_of(s, struct nbd_conn, s);
     ERR_clear_error();
     int r = SSL_do_handshake(c->ssl);
-    nbd_tls_drain(c);
+    tls_drain(c);
     if (r == 1) {
         c->tls = true;
+        nbd_hs_tls_done(c);
         return 1;
     }
     int e = SSL_get_error(c->ssl, r);
@@ -137,16 +114,18 @@ int nbd_tls_handshake(struct nbd_conn *c)
     return -EPROTO;
 }
 
-int nbd_tls_feed(struct nbd_conn *c, const void *raw, size_t n)
+static int tls_feed(struct stream *s, const void *raw, size_t n)
 {
+    struct nbd_conn *c = container_of(s, struct nbd_conn, s);
     return BIO_write(c->rbio, raw, (int)n) == (int)n ? 0 : -ENOMEM;
 }
 
-long nbd_tls_read(struct nbd_conn *c, void *dst, size_t len)
+static long tls_read(struct stream *s, void *dst, size_t len)
 {
+    struct nbd_conn *c = container_of(s, struct nbd_conn, s);
     ERR_clear_error();
     int r = SSL_read(c->ssl, dst, (int)MIN(len, (size_t)INT32_MAX));
-    nbd_tls_drain(c); /* post-handshake messages, alerts */
+    tls_drain(c); /* post-handshake messages, alerts */
     if (r > 0)
         return r;
     int e = SSL_get_error(c->ssl, r);
@@ -160,8 +139,9 @@ long nbd_tls_read(struct nbd_conn *c, void *dst, size_t len)
     return -EPROTO;
 }
 
-int nbd_tls_write(struct nbd_conn *c, const void *p, size_t len)
+static int tls_write(struct stream *s, const void *p, size_t len)
 {
+    struct nbd_conn *c = container_of(s, struct nbd_conn, s);
     const uint8_t *b = p;
     while (len) {
         int n = (int)MIN(len, (size_t)1 << 30);
@@ -173,18 +153,45 @@ int nbd_tls_write(struct nbd_conn *c, const void *p, size_t len)
         }
         b += r;
         len -= (size_t)r;
-        nbd_tls_drain(c);
+        tls_drain(c);
     }
     return 0;
 }
 
-void nbd_tls_shutdown(struct nbd_conn *c)
+static void tls_shutdown(struct stream *s)
 {
-    if (!c->ssl)
-        return;
+    struct nbd_conn *c = container_of(s, struct nbd_conn, s);
     ERR_clear_error();
     SSL_shutdown(c->ssl);
-    nbd_tls_drain(c);
+    tls_drain(c);
+}
+
+static const struct stream_filter tls_filter = {
+    .name = "TLS",
+    .handshake = tls_handshake,
+    .feed = tls_feed,
+    .read = tls_read,
+    .write = tls_write,
+    .shutdown = tls_shutdown,
+};
+
+int nbd_tls_start(struct nbd_conn *c)
+{
+    c->ssl = SSL_new(c->srv->tls_ctx);
+    c->rbio = BIO_new(BIO_s_mem());
+    c->wbio = BIO_new(BIO_s_mem());
+    if (!c->ssl || !c->rbio || !c->wbio) {
+        BIO_free(c->rbio);
+        BIO_free(c->wbio);
+        c->rbio = c->wbio = NULL;
+        return -ENOMEM;
+    }
+    /* An empty memory BIO reads as "retry", not as end of file. */
+    BIO_set_mem_eof_return(c->rbio, -1);
+    SSL_set_bio(c->ssl, c->rbio, c->wbio); /* the SSL owns them now */
+    SSL_set_accept_state(c->ssl);
+    /* Bytes the client sent right after STARTTLS, already read, begin the TLS stream. */
+    return stream_filter_start(&c->s, &tls_filter);
 }
 
 void nbd_tls_conn_free(struct nbd_conn *c)
@@ -192,6 +199,4 @@ void nbd_tls_conn_free(struct nbd_conn *c)
     SSL_free(c->ssl); /* frees both BIOs */
     c->ssl = NULL;
     c->rbio = c->wbio = NULL;
-    free(c->raw);
-    c->raw = NULL;
 }

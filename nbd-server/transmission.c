@@ -82,7 +82,7 @@ static const char *wire_error_text(uint32_t e)
 void nbd_tx_begin(struct nbd_conn *c)
 {
     c->state = CS_TX_HEADER;
-    nbd_conn_want(c, c->hdr, NBD_REQUEST_SIZE);
+    stream_want(&c->s, c->hdr, NBD_REQUEST_SIZE);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -97,9 +97,9 @@ static void reply_simple(struct nbd_req *req, uint32_t err, const void *data, si
     p = nbd_put32(p, NBD_SIMPLE_REPLY_MAGIC);
     p = nbd_put32(p, err);
     nbd_put64(p, req->cookie);
-    nbd_conn_send_copy(c, h, sizeof h);
-    nbd_conn_send_ref(c, data, len, req);
-    nbd_conn_flush(c);
+    stream_send_copy(&c->s, h, sizeof h);
+    stream_send_ref(&c->s, data, len, req);
+    stream_flush(&c->s);
 }
 
 /* Structured chunk header: magic(4) flags(2) type(2) cookie(8) length(4), then @extra
@@ -115,7 +115,7 @@ static void chunk_header(struct nbd_req *req, uint16_t flags, uint16_t type, uin
     p = nbd_put32(p, len);
     if (extra_len)
         memcpy(p, extra, extra_len);
-    nbd_conn_send_copy(req->c, h, NBD_STRUCTURED_REPLY_SIZE + extra_len);
+    stream_send_copy(&req->c->s, h, NBD_STRUCTURED_REPLY_SIZE + extra_len);
 }
 
 static void reply_error(struct nbd_req *req, uint32_t err)
@@ -134,9 +134,9 @@ static void reply_error(struct nbd_req *req, uint32_t err)
     uint8_t e[6];
     nbd_put16(nbd_put32(e, err), (uint16_t)ml);
     chunk_header(req, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, (uint32_t)(6 + ml), e, 6);
-    nbd_conn_send_copy(c, msg, ml);
-    nbd_conn_send_ref(c, NULL, 0, req);
-    nbd_conn_flush(c);
+    stream_send_copy(&c->s, msg, ml);
+    stream_send_ref(&c->s, NULL, 0, req);
+    stream_flush(&c->s);
 }
 
 static void reply_read_structured(struct nbd_req *req)
@@ -165,7 +165,7 @@ static void reply_read_structured(struct nbd_req *req)
             /* OFFSET_DATA: offset(8) data */
             nbd_put64(x, s);
             chunk_header(req, done, NBD_REPLY_TYPE_OFFSET_DATA, (uint32_t)(8 + t - s), x, 8);
-            nbd_conn_send_ref(c, data + (s - req->offset), t - s, NULL);
+            stream_send_ref(&c->s, data + (s - req->offset), t - s, NULL);
         }
         pos = t;
     }
@@ -174,10 +174,10 @@ static void reply_read_structured(struct nbd_req *req)
         nbd_put64(x, pos);
         chunk_header(req, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA,
                      (uint32_t)(8 + end - pos), x, 8);
-        nbd_conn_send_ref(c, data + (pos - req->offset), end - pos, NULL);
+        stream_send_ref(&c->s, data + (pos - req->offset), end - pos, NULL);
     }
-    nbd_conn_send_ref(c, NULL, 0, req);
-    nbd_conn_flush(c);
+    stream_send_ref(&c->s, NULL, 0, req);
+    stream_flush(&c->s);
 }
 
 static void reply_base_status(struct nbd_req *req);
@@ -237,11 +237,11 @@ static void reply_block_status(struct nbd_req *req)
         }
         chunk_header(req, c->meta_base ? 0 : NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS,
                      (uint32_t)len, NULL, 0);
-        nbd_conn_send_copy(c, b, (size_t)len);
+        stream_send_copy(&c->s, b, (size_t)len);
         free(b);
         if (!c->meta_base) {
-            nbd_conn_send_ref(c, NULL, 0, req);
-            nbd_conn_flush(c);
+            stream_send_ref(&c->s, NULL, 0, req);
+            stream_flush(&c->s);
             return;
         }
     }
@@ -285,10 +285,10 @@ static void reply_base_status(struct nbd_req *req)
     }
     uint32_t len = (uint32_t)(4 + 8 * used);
     chunk_header(req, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, len, NULL, 0);
-    nbd_conn_send_copy(c, b, len);
+    stream_send_copy(&c->s, b, len);
     free(b);
-    nbd_conn_send_ref(c, NULL, 0, req);
-    nbd_conn_flush(c);
+    stream_send_ref(&c->s, NULL, 0, req);
+    stream_flush(&c->s);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -299,8 +299,8 @@ static void read_done(struct vol_req *vr, int res)
 {
     struct nbd_req *req = vr->priv;
     struct nbd_conn *c = req->c;
-    nbd_conn_enter(c);
-    if (c->state == CS_DEAD)
+    stream_enter(&c->s);
+    if (c->s.state == STREAM_DEAD)
         nbd_req_free(req);
     else if (res < 0)
         reply_error(req, nbd_errno_to_wire(res));
@@ -308,21 +308,21 @@ static void read_done(struct vol_req *vr, int res)
         reply_read_structured(req);
     else
         reply_simple(req, 0, req->buf + (req->offset - req->io_off), req->length);
-    nbd_conn_leave(c);
+    stream_leave(&c->s);
 }
 
 static void simple_done(struct vol_req *vr, int res)
 {
     struct nbd_req *req = vr->priv;
     struct nbd_conn *c = req->c;
-    nbd_conn_enter(c);
-    if (c->state == CS_DEAD)
+    stream_enter(&c->s);
+    if (c->s.state == STREAM_DEAD)
         nbd_req_free(req);
     else if (res < 0)
         reply_error(req, nbd_errno_to_wire(res));
     else
         reply_simple(req, 0, NULL, 0);
-    nbd_conn_leave(c);
+    stream_leave(&c->s);
 }
 
 static void submit(struct nbd_req *req, enum vol_op op, uint32_t flags, uint64_t off, uint64_t len,
@@ -475,7 +475,7 @@ static void start_request(struct nbd_conn *c)
     const uint8_t *h = c->hdr;
     struct nbd_req *req = calloc(1, sizeof(*req));
     if (!req) {
-        nbd_conn_kill(c, "out of memory for a request");
+        stream_kill(&c->s, "out of memory for a request");
         return;
     }
     req->c = c;
@@ -489,7 +489,7 @@ static void start_request(struct nbd_conn *c)
 
     if (req->type == NBD_CMD_DISC) {
         log_debug("nbd: %s: client disconnects", c->peer);
-        nbd_conn_finish(c); /* -> CLOSING: requests in flight still complete */
+        stream_finish(&c->s); /* -> CLOSING: requests in flight still complete */
         nbd_req_free(req);
         return;
     }
@@ -500,7 +500,7 @@ static void start_request(struct nbd_conn *c)
         req->err = err;
         c->cur_req = req;
         c->state = err ? CS_TX_SKIP : CS_TX_PAYLOAD;
-        nbd_conn_want(c, err ? NULL : req->buf, req->length);
+        stream_want(&c->s, err ? NULL : req->buf, req->length);
         return;
     }
     nbd_tx_begin(c); /* -> TX_HEADER: the next request while this one runs */
@@ -524,7 +524,7 @@ bool nbd_tx_admit(struct nbd_conn *c)
     if (c->inflight >= NBD_MAX_INFLIGHT)
         return false;
     if (c->inflight > 0 && (c->inflight_bytes + need > NBD_MAX_INFLIGHT_BYTES ||
-                            c->out_bytes > NBD_MAX_INFLIGHT_BYTES))
+                            c->s.out_copied > NBD_MAX_INFLIGHT_BYTES))
         return false;
     start_request(c);
     return true;
@@ -535,7 +535,7 @@ void nbd_tx_input(struct nbd_conn *c)
     switch (c->state) {
     case CS_TX_HEADER:
         if (nbd_get32(c->hdr) != NBD_REQUEST_MAGIC) {
-            nbd_conn_kill(c, "bad request magic");
+            stream_kill(&c->s, "bad request magic");
             return;
         }
         if (!nbd_tx_admit(c))
@@ -553,7 +553,7 @@ void nbd_tx_input(struct nbd_conn *c)
         return;
     }
     default:
-        nbd_conn_kill(c, "transmission input in a handshake state");
+        stream_kill(&c->s, "transmission input in a handshake state");
         return;
     }
 }
