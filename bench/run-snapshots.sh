@@ -93,7 +93,7 @@ else
     nsnaps=1000
     layers=100
     qsize=1G
-    iofile=12G
+    iofile=16G # 2 x span, the copies of the overwrites and of three write rounds, metadata
 fi
 between=64     # 4K writes before each snapshot of parts 1-3
 layer_writes=256 # 4K writes before each point in time of part 4
