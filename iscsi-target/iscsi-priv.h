@@ -2,8 +2,9 @@
  * iscsi-priv.h - what the files of the iSCSI target share: the server, a connection (which
  * is also its session: one connection per session), a task, and the calls between
  *
- *   server.c      listening, accepting, stopping; the session table (reinstatement); the
- *                 logical units shared by sessions; the service thread; the NOP ticker
+ *   server.c      starting, stopping, its part of the listener (pool/listener.h); the
+ *                 session table (reinstatement); the logical units shared by sessions; the
+ *                 service thread; the NOP ticker
  *   conn.c        one connection: its states, its part of the stream (pool/stream.h)
  *   pdu.c         the PDU reader (BHS, AHS, digests, data segment) and dispatch by opcode
  *   text.c        key=value lists: parsing, negotiation of the operational keys
@@ -29,6 +30,7 @@
 #include "iscsi-target/iscsi-proto.h"
 #include "iscsi-target/iscsi-target.h"
 #include "iscsi-target/scsi.h"
+#include "pool/listener.h"
 #include "pool/pool.h"
 #include "pool/stream.h"
 #include "volumes/volumes.h"
@@ -239,17 +241,9 @@ struct iscsi_server {
     void *ctx;
     unsigned nop_interval_s, nop_timeout_s, login_timeout_s;
 
-    int lfd;
-    struct reactor *lreactor;
-    struct io_op accept_op, lcancel_op;
-    struct reactor_work lstart_work, lstop_work;
-    bool listening;
-
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    bool stopping;
-    unsigned nconns;
-    unsigned next_reactor;
+    struct listener l; /* accepting, and the count of connections not yet freed */
     uint16_t next_tsih;
     LIST_HEAD(, iscsi_conn) conns;
     uint64_t lun_gen; /* atomic */

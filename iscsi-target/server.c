@@ -1,11 +1,10 @@
 /*
- * server.c - the iSCSI target: the listening socket, accepting, handing connections to
- * reactors, the session table, the logical units shared by sessions, the service thread,
- * the ticker, and stopping.
+ * server.c - the iSCSI target: starting and stopping, the session table, the logical units
+ * shared by sessions, the service thread, and the ticker.
  *
- * Accepting works as in the NBD server: one reactor_accept pending on one reactor; each new
- * connection goes to the next reactor in turn, is listed under the server lock, and its
- * start is posted there.
+ * Listening and accepting are pool/listener.h's, as in the NBD server: each new connection
+ * goes to the next reactor in turn; it is listed under the server lock and its start posted
+ * there by listener_conn_start.
  *
  * Sessions: a connection that completes a normal login is its session (MaxConnections is
  * 1). The session table is the list of connections itself, searched under the lock by
@@ -25,14 +24,9 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "iscsi-target/iscsi-priv.h"
 
@@ -210,10 +204,7 @@ static void run_free_job(struct iscsi_server *srv, struct svc_job *j)
 {
     iscsi_sess_free(j->c);
     iscsi_conn_free(j->c);
-    pthread_mutex_lock(&srv->lock);
-    srv->nconns--;
-    pthread_cond_broadcast(&srv->cond);
-    pthread_mutex_unlock(&srv->lock);
+    listener_conn_gone(&srv->l);
     free(j);
 }
 
@@ -291,10 +282,7 @@ bool iscsi_conn_release(struct iscsi_conn *c)
         /* Rare: finish it here (closing a volume here risks waiting on this reactor). */
         iscsi_sess_free(c);
         iscsi_conn_free(c);
-        pthread_mutex_lock(&srv->lock);
-        srv->nconns--;
-        pthread_cond_broadcast(&srv->cond);
-        pthread_mutex_unlock(&srv->lock);
+        listener_conn_gone(&srv->l);
         return true;
     }
     j->kind = JOB_CONN_FREE;
@@ -424,154 +412,36 @@ void iscsi_server_evict_end(struct iscsi_server *srv, const uint8_t pool_uuid[16
 }
 
 /* ------------------------------------------------------------------------------------------
- * Accepting
+ * Accepting (pool/listener.h)
  */
 
-static int conn_add(struct iscsi_server *srv, int fd)
+static void *listener_conn_new(struct listener *l, int fd, struct reactor *r)
 {
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-
-    pthread_mutex_lock(&srv->lock);
-    unsigned i = srv->next_reactor++;
-    bool stopping = srv->stopping;
-    pthread_mutex_unlock(&srv->lock);
-    if (stopping) {
-        close(fd);
-        return -ESHUTDOWN;
-    }
-    struct reactor *r = pool_reactor_get(i);
-    struct iscsi_conn *c = r ? iscsi_conn_new(srv, fd, r) : NULL;
-    if (!c) {
-        log_err("iscsi: out of memory for a new connection");
-        close(fd);
-        return -ENOMEM;
-    }
-    pthread_mutex_lock(&srv->lock);
-    if (srv->stopping) {
-        pthread_mutex_unlock(&srv->lock);
-        iscsi_conn_free(c);
-        return -ESHUTDOWN;
-    }
-    LIST_INSERT_HEAD(&srv->conns, c, link);
-    srv->nconns++;
-    pool_reactor_post(r, &c->start_work);
-    pthread_mutex_unlock(&srv->lock);
-    return 0;
+    return iscsi_conn_new(container_of(l, struct iscsi_server, l), fd, r);
 }
+
+static void listener_conn_start(struct listener *l, void *conn)
+{
+    struct iscsi_server *srv = container_of(l, struct iscsi_server, l);
+    struct iscsi_conn *c = conn;
+    LIST_INSERT_HEAD(&srv->conns, c, link);
+    pool_reactor_post(c->reactor, &c->start_work);
+}
+
+static void listener_conn_free(struct listener *l UNUSED, void *conn)
+{
+    iscsi_conn_free(conn);
+}
+
+static const struct listener_ops listener_ops = {
+    .conn_new = listener_conn_new,
+    .conn_start = listener_conn_start,
+    .conn_free = listener_conn_free,
+};
 
 int iscsi_server_adopt(struct iscsi_server *srv, int fd)
 {
-    return conn_add(srv, fd);
-}
-
-static void accept_done(struct io_op *op, int res);
-
-static void accept_arm(struct iscsi_server *srv)
-{
-    srv->accept_op.done = accept_done;
-    reactor_accept(srv->lfd, &srv->accept_op);
-}
-
-static void listener_end(struct iscsi_server *srv)
-{
-    close(srv->lfd);
-    srv->lfd = -1;
-    pthread_mutex_lock(&srv->lock);
-    srv->listening = false;
-    pthread_cond_broadcast(&srv->cond);
-    pthread_mutex_unlock(&srv->lock);
-}
-
-static void accept_done(struct io_op *op, int res)
-{
-    struct iscsi_server *srv = container_of(op, struct iscsi_server, accept_op);
-    pthread_mutex_lock(&srv->lock);
-    bool stopping = srv->stopping;
-    pthread_mutex_unlock(&srv->lock);
-    if (res >= 0) {
-        if (stopping)
-            close(res);
-        else
-            conn_add(srv, res);
-    } else if (!stopping && res != -ECANCELED) {
-        log_warn("iscsi: accept failed: %s", strerror(-res));
-        if (res == -EMFILE || res == -ENFILE)
-            usleep(10000); /* no descriptors: let connections end before trying again */
-    }
-    if (stopping || res == -ECANCELED) {
-        listener_end(srv);
-        return;
-    }
-    accept_arm(srv);
-}
-
-static void listener_start_work(struct reactor_work *w)
-{
-    struct iscsi_server *srv = container_of(w, struct iscsi_server, lstart_work);
-    accept_arm(srv);
-}
-
-static void lcancel_done(struct io_op *op UNUSED, int res UNUSED)
-{
-}
-
-static void listener_stop_work(struct reactor_work *w)
-{
-    struct iscsi_server *srv = container_of(w, struct iscsi_server, lstop_work);
-    srv->lcancel_op.done = lcancel_done;
-    reactor_cancel(&srv->accept_op, &srv->lcancel_op);
-}
-
-static int listen_inet(struct iscsi_server *srv, const char *addr)
-{
-    char host[256];
-    const char *colon = strrchr(addr, ':');
-    if (!colon || !colon[1]) {
-        log_err("iscsi: listen address \"%s\": expected ADDR:PORT", addr);
-        return -EINVAL;
-    }
-    size_t hl = (size_t)(colon - addr);
-    if (hl >= sizeof host)
-        return -EINVAL;
-    memcpy(host, addr, hl);
-    host[hl] = '\0';
-    char *h = host;
-    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
-        host[hl - 1] = '\0';
-        h = host + 1;
-    }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV},
-                    *res;
-    int g = getaddrinfo(*h ? h : NULL, colon + 1, &hints, &res);
-    if (g != 0) {
-        log_err("iscsi: listen address \"%s\": %s", addr, gai_strerror(g));
-        return -EINVAL;
-    }
-    int err = -EADDRNOTAVAIL;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0) {
-            err = -errno;
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0) {
-            err = -errno;
-            close(fd);
-            continue;
-        }
-        srv->lfd = fd;
-        err = 0;
-        break;
-    }
-    freeaddrinfo(res);
-    if (err < 0)
-        log_err("iscsi: cannot listen on %s: %s", addr, strerror(-err));
-    return err;
+    return listener_add(&srv->l, fd);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -611,7 +481,7 @@ static void *ticker_main(void *arg)
         clock_gettime(CLOCK_REALTIME, &now);
         if (now.tv_sec > next.tv_sec + 1)
             next = now; /* fell behind (a suspended machine): no burst of ticks */
-        if (srv->ticker_stop || srv->stopping)
+        if (srv->ticker_stop || srv->l.stopping)
             continue;
         struct iscsi_conn *c;
         LIST_FOREACH(c, &srv->conns, link)
@@ -643,7 +513,6 @@ int iscsi_server_start(const struct iscsi_config *cfg, const struct iscsi_target
         return -ENOMEM;
     srv->t = *targets;
     srv->ctx = ctx;
-    srv->lfd = -1;
     srv->nop_interval_s = cfg->nop_interval_s ? cfg->nop_interval_s : 10;
     srv->nop_timeout_s = cfg->nop_timeout_s ? cfg->nop_timeout_s : 30;
     srv->login_timeout_s = cfg->login_timeout_s ? cfg->login_timeout_s : 30;
@@ -652,11 +521,12 @@ int iscsi_server_start(const struct iscsi_config *cfg, const struct iscsi_target
     pthread_cond_init(&srv->cond, NULL);
     LIST_INIT(&srv->conns);
     LIST_INIT(&srv->lus);
+    listener_init(&srv->l, "iscsi", &listener_ops, &srv->lock, &srv->cond);
 
     int r = 0;
     bool service = false;
     if (cfg->listen)
-        r = listen_inet(srv, cfg->listen);
+        r = listener_listen(&srv->l, cfg->listen, false);
     if (r == 0 && !pool_reactor_get(0))
         r = -ENOMEM;
     if (r == 0) {
@@ -673,19 +543,13 @@ int iscsi_server_start(const struct iscsi_config *cfg, const struct iscsi_target
             pthread_mutex_unlock(&srv->lock);
             pthread_join(srv->service, NULL);
         }
-        if (srv->lfd >= 0)
-            close(srv->lfd);
+        listener_close(&srv->l);
         pthread_mutex_destroy(&srv->lock);
         pthread_cond_destroy(&srv->cond);
         free(srv);
         return r;
     }
-    if (srv->lfd >= 0) {
-        srv->listening = true;
-        srv->lreactor = pool_reactor_get(0);
-        srv->lstart_work.fn = listener_start_work;
-        pool_reactor_post(srv->lreactor, &srv->lstart_work);
-    }
+    listener_start(&srv->l);
     *out = srv;
     return 0;
 }
@@ -693,7 +557,7 @@ int iscsi_server_start(const struct iscsi_config *cfg, const struct iscsi_target
 unsigned iscsi_server_connections(struct iscsi_server *srv)
 {
     pthread_mutex_lock(&srv->lock);
-    unsigned n = srv->nconns;
+    unsigned n = srv->l.nconns;
     pthread_mutex_unlock(&srv->lock);
     return n;
 }
@@ -718,11 +582,7 @@ void iscsi_server_stop(struct iscsi_server *srv)
     if (!srv)
         return;
     pthread_mutex_lock(&srv->lock);
-    srv->stopping = true;
-    if (srv->listening) {
-        srv->lstop_work.fn = listener_stop_work;
-        pool_reactor_post(srv->lreactor, &srv->lstop_work);
-    }
+    listener_stop(&srv->l);
     struct iscsi_conn *c;
     LIST_FOREACH(c, &srv->conns, link)
     {
@@ -732,14 +592,14 @@ void iscsi_server_stop(struct iscsi_server *srv)
             pool_reactor_post(c->reactor, &c->stop_work);
         }
     }
-    while (srv->listening || srv->nconns > 0)
-        pthread_cond_wait(&srv->cond, &srv->lock);
+    listener_wait(&srv->l);
     srv->ticker_stop = true;
     srv->service_stop = true;
     pthread_cond_broadcast(&srv->cond);
     pthread_mutex_unlock(&srv->lock);
     pthread_join(srv->ticker, NULL);
     pthread_join(srv->service, NULL); /* it empties its queue first */
+    listener_close(&srv->l);
 
     while (!LIST_EMPTY(&srv->lus)) {
         struct iscsi_lu *ilu = LIST_FIRST(&srv->lus);

@@ -2,7 +2,8 @@
  * nbd-priv.h - what the files of the NBD server share: the server, a connection and its
  * state machine, a request, and the calls between
  *
- *   server.c        listening, accepting, adopting, stopping; the closing thread
+ *   server.c        starting, adopting, stopping, its part of the listener (pool/listener.h);
+ *                   the closing thread
  *   conn.c          one connection: its states, its part of the stream (pool/stream.h)
  *   handshake.c     the handshake states: greeting, options, the answers to each option
  *   transmission.c  the transmission states: request headers, payloads, replies
@@ -24,6 +25,7 @@
 #include "common/common.h"
 #include "nbd-server/nbd-proto.h"
 #include "nbd-server/nbd-server.h"
+#include "pool/listener.h"
 #include "pool/pool.h"
 #include "pool/stream.h"
 #include "volumes/volumes.h"
@@ -121,20 +123,11 @@ struct nbd_server {
     void *ctx;
     SSL_CTX *tls_ctx;
     bool tls_required;
-    char *unix_path; /* removed at stop */
-
-    int lfd;
-    struct reactor *lreactor;
-    struct io_op accept_op, lcancel_op;
-    struct reactor_work lstart_work, lstop_work;
-    bool listening; /* until the accept loop has ended (lock) */
 
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    bool stopping;
-    unsigned nconns; /* connections not yet freed */
-    unsigned next_reactor;
-    LIST_HEAD(, nbd_conn) conns;
+    struct listener l;           /* accepting, and the count of connections not yet freed */
+    LIST_HEAD(, nbd_conn) conns; /* (lock) */
 
     /* The closing thread: closes volumes and frees connections off the reactors. */
     pthread_t closer;
