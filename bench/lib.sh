@@ -4,6 +4,7 @@
 #   say MSG...                 a progress line on stderr, "BENCH: MSG"
 #   bench_need TOOL...         exits 1 naming the first tool that is not installed
 #   bench_need_fio_nbd         exits 1 when fio has no nbd engine
+#   bench_options LINES OWN "$@"  the options every script takes, and its own (below)
 #   bench_build SRC BUILD TARGET...
 #                              configures BUILD as a release build when it is new, refuses a
 #                              sanitizer build (its figures would mean nothing), and builds
@@ -43,5 +44,45 @@ bench_build() {
     for target in "$@"; do
         cmake --build "$build" -j"$(nproc)" --target "$target" >/dev/null 2>&1 ||
             cmake --build "$build" --target "$target" >&2
+    done
+}
+
+# bench_options LINES OWN "$@": the command line every benchmark takes: --quick, --keep,
+# --build DIR, --time SECONDS, -h/--help (the script's header lines LINES, as for sed -n,
+# are its usage) and one SCRATCH_DIR; OWN names, separated by spaces, the script's own
+# options that take a value (--copy-size sets $copy_size). Sets quick, keep, build, seconds,
+# scratch_base and the own variables (empty when not given).
+bench_usage() {
+    sed -n "$1p" "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+bench_options() {
+    local lines=$1 own=" $2 " o
+    shift 2
+    quick=0 keep=0 build="" seconds="" scratch_base=""
+    for o in $own; do
+        printf -v "${o//-/_}" '%s' ""
+    done
+    while [ $# -gt 0 ]; do
+        case "$1" in
+        --quick) quick=1 ;;
+        --keep) keep=1 ;;
+        --build) build=${2:?}; shift ;;
+        --time) seconds=${2:?}; shift ;;
+        -h | --help) bench_usage "$lines" ;;
+        --*)
+            o=${1#--}
+            if [[ "$own" != *" $o "* ]]; then
+                say "unknown option $1"
+                bench_usage "$lines"
+            fi
+            printf -v "${o//-/_}" '%s' "${2:?}"
+            shift
+            ;;
+        -*) say "unknown option $1"; bench_usage "$lines" ;;
+        *) [ -z "$scratch_base" ] || bench_usage "$lines"; scratch_base=$1 ;;
+        esac
+        shift
     done
 }

@@ -50,32 +50,10 @@
 # second table gives the CPU each server and the client used per line, in cores busy.
 set -euo pipefail
 
-usage() {
-    sed -n '9,20p' "$0" | sed 's/^# \{0,1\}//' >&2
-    exit 2
-}
-
-quick=0
-keep=0
-build=""
-size=""
-seconds=""
-rounds=""
-scratch_base=""
-while [ $# -gt 0 ]; do
-    case "$1" in
-    --quick) quick=1 ;;
-    --keep) keep=1 ;;
-    --build) build=${2:?}; shift ;;
-    --size) size=${2:?}; shift ;;
-    --time) seconds=${2:?}; shift ;;
-    --rounds) rounds=${2:?}; shift ;;
-    -h | --help) usage ;;
-    -*) echo "run-iscsi: unknown option $1" >&2; usage ;;
-    *) [ -z "$scratch_base" ] || usage; scratch_base=$1 ;;
-    esac
-    shift
-done
+src=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=run-iscsi
+source "$src/bench/lib.sh"
+bench_options '9,20' 'size rounds' "$@"
 
 if [ "$quick" = 1 ]; then
     size=${size:-1G}
@@ -96,9 +74,6 @@ if ! [[ "$rounds" =~ ^[0-9]+$ ]] || [ "$rounds" -lt 1 ] || [ "$rounds" -gt 20 ];
     exit 2
 fi
 
-src=$(cd "$(dirname "$0")/.." && pwd)
-BENCH=run-iscsi
-source "$src/bench/lib.sh"
 build=${build:-$src/build}
 
 bench_need fio jq cmake fallocate ss tgtd tgtadm nbdinfo timeout pkg-config

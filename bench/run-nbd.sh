@@ -56,32 +56,10 @@
 # server share the cores.
 set -euo pipefail
 
-usage() {
-    sed -n '7,19p' "$0" | sed 's/^# \{0,1\}//' >&2
-    exit 2
-}
-
-quick=0
-keep=0
-build=""
-size=""
-copy_size=""
-seconds=""
-scratch_base=""
-while [ $# -gt 0 ]; do
-    case "$1" in
-    --quick) quick=1 ;;
-    --keep) keep=1 ;;
-    --build) build=${2:?}; shift ;;
-    --size) size=${2:?}; shift ;;
-    --copy-size) copy_size=${2:?}; shift ;;
-    --time) seconds=${2:?}; shift ;;
-    -h | --help) usage ;;
-    -*) echo "run-nbd: unknown option $1" >&2; usage ;;
-    *) [ -z "$scratch_base" ] || usage; scratch_base=$1 ;;
-    esac
-    shift
-done
+src=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=run-nbd
+source "$src/bench/lib.sh"
+bench_options '7,19' 'size copy-size' "$@"
 
 if [ "$quick" = 1 ]; then
     size=${size:-2G}
@@ -94,9 +72,6 @@ else
 fi
 scratch_base=${scratch_base:-${TMPDIR:-/tmp}}
 
-src=$(cd "$(dirname "$0")/.." && pwd)
-BENCH=run-nbd
-source "$src/bench/lib.sh"
 build=${build:-$src/build}
 
 bench_need fio jq cmake fallocate fincore qemu-nbd qemu-img nbdkit nbdcopy nbdinfo openssl

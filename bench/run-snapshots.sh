@@ -50,30 +50,10 @@
 # of a shared disk falls on all of them alike, but single figures still carry the noise.
 set -euo pipefail
 
-usage() {
-    sed -n '7,17p' "$0" | sed 's/^# \{0,1\}//' >&2
-    exit 2
-}
-
-quick=0
-keep=0
-build=""
-big=""
-seconds=""
-scratch_base=""
-while [ $# -gt 0 ]; do
-    case "$1" in
-    --quick) quick=1 ;;
-    --keep) keep=1 ;;
-    --build) build=${2:?}; shift ;;
-    --big) big=${2:?}; shift ;;
-    --time) seconds=${2:?}; shift ;;
-    -h | --help) usage ;;
-    -*) echo "run-snapshots: unknown option $1" >&2; usage ;;
-    *) [ -z "$scratch_base" ] || usage; scratch_base=$1 ;;
-    esac
-    shift
-done
+src=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=run-snapshots
+source "$src/bench/lib.sh"
+bench_options '7,17' 'big' "$@"
 
 small=10000
 if [ "$quick" = 1 ]; then
@@ -103,9 +83,6 @@ if ! [[ "$big" =~ ^[0-9]+$ ]] || [ "$big" -lt 1000 ] || [ "$big" -gt 10000000 ];
     exit 2
 fi
 
-src=$(cd "$(dirname "$0")/.." && pwd)
-BENCH=run-snapshots
-source "$src/bench/lib.sh"
 build=${build:-$src/build}
 
 bench_need fio jq cmake qemu-img qemu-io qemu-nbd nbdinfo openssl
