@@ -5,6 +5,7 @@
 #   bench_need TOOL...         exits 1 naming the first tool that is not installed
 #   bench_need_fio_nbd         exits 1 when fio has no nbd engine
 #   bench_options LINES OWN "$@"  the options every script takes, and its own (below)
+#   bench_scratch NAME         the scratch directory and the exit trap that stops servers (below)
 #   bench_build SRC BUILD TARGET...
 #                              configures BUILD as a release build when it is new, refuses a
 #                              sanitizer build (its figures would mean nothing), and builds
@@ -85,4 +86,34 @@ bench_options() {
         esac
         shift
     done
+}
+
+# bench_scratch NAME: makes $scratch, a new directory cistern-NAME-XXXXXX in $scratch_base,
+# and sets the exit trap (bench_cleanup): the script's servers are stopped (bench_stop, when
+# the script defines one, and a kill of every PID it put in spid[...]), then $scratch is
+# removed, or kept with --keep. Standard input is closed for the processes started later.
+bench_scratch() {
+    scratch=$(mktemp -d "$scratch_base/cistern-$1-XXXXXX")
+    declare -gA spid=()
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    exec </dev/null
+}
+
+bench_cleanup() {
+    local pid
+    if declare -F bench_stop >/dev/null; then
+        bench_stop
+    fi
+    for pid in "${spid[@]}"; do
+        [ -n "$pid" ] || continue
+        kill -9 "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [ "$keep" = 1 ]; then
+        say "scratch left in $scratch"
+    else
+        rm -rf "$scratch"
+    fi
 }

@@ -47,15 +47,7 @@ bench="$build/cistern-bench-vol"
 
 # ---- Scratch file -----------------------------------------------------------------------
 
-scratch=$(mktemp -d "$scratch_base/cistern-foundation-XXXXXX")
-cleanup() {
-    if [ "$keep" = 1 ]; then
-        echo "run-foundation: scratch left in $scratch" >&2
-    else
-        rm -rf "$scratch"
-    fi
-}
-trap cleanup EXIT
+bench_scratch foundation
 
 file="$scratch/backing.img"
 bytes=$(numfmt --from=iec "$size")

@@ -97,7 +97,7 @@ if [ $((bytes % (4 * 1048576))) -ne 0 ] || [ "$bytes" -lt $((64 * 1048576)) ]; t
     exit 2
 fi
 
-scratch=$(mktemp -d "$scratch_base/cistern-iscsi-XXXXXX")
+bench_scratch iscsi
 tgt_pid=""
 tgt_ctl=""
 cis_pid=""
@@ -144,19 +144,10 @@ stop_cistern() {
     wait "$pid" 2>/dev/null || true
 }
 
-cleanup() {
+bench_stop() { # called by bench_cleanup
     stop_tgtd
     stop_cistern
-    if [ "$keep" = 1 ]; then
-        say "scratch left in $scratch"
-    else
-        rm -rf "$scratch"
-    fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-exec </dev/null
 
 # free_port: a TCP port nothing on this host listens on.
 free_port() {

@@ -84,23 +84,7 @@ cistern="$build/cistern"
 
 # ---- Scratch ----------------------------------------------------------------------------
 
-scratch=$(mktemp -d "$scratch_base/cistern-nbd-XXXXXX")
-declare -A spid
-cleanup() {
-    local pid
-    for pid in "${spid[@]}"; do
-        [ -n "$pid" ] || continue
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [ "$keep" = 1 ]; then
-        say "scratch left in $scratch"
-    else
-        rm -rf "$scratch"
-    fi
-}
-trap cleanup EXIT
-exec </dev/null
+bench_scratch nbd
 
 bytes=$(numfmt --from=iec "$size")
 copy_bytes=$(numfmt --from=iec "$copy_size")

@@ -96,23 +96,7 @@ snapbench="$build/cistern-bench-snap"
 
 # ---- Scratch and processes ----------------------------------------------------------------
 
-scratch=$(mktemp -d "$scratch_base/cistern-snapshots-XXXXXX")
-declare -A spid
-cleanup() {
-    local pid
-    for pid in "${spid[@]}"; do
-        [ -n "$pid" ] || continue
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [ "$keep" = 1 ]; then
-        say "scratch left in $scratch"
-    else
-        rm -rf "$scratch"
-    fi
-}
-trap cleanup EXIT
-exec </dev/null
+bench_scratch snapshots
 
 fstype=$(df --output=fstype "$scratch" | tail -1)
 device=$(df --output=source "$scratch" | tail -1)
