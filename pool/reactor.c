@@ -5,7 +5,9 @@
  * completions on one thread.
  *
  * Another thread hands work to a reactor with pool_reactor_post(), which queues it under a
- * mutex and wakes the reactor through an eventfd read pending on its ring.
+ * mutex and wakes the reactor through an eventfd read pending on its ring. Work a reactor
+ * posts to itself goes on a list of its own, with neither, and runs in the same pass, after
+ * the completions that posted it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -29,7 +31,8 @@ struct reactor {
     uint64_t efd_val;
     struct io_op efd_op;
     pthread_mutex_t lock;
-    struct reactor_work *head, *tail;
+    struct reactor_work *head, *tail;     /* posted by other threads, under lock */
+    struct reactor_work *own, **own_tail; /* posted by the reactor itself: no lock */
     bool stop;
 };
 
@@ -78,16 +81,29 @@ static void efd_done(struct io_op *op, int res)
         arm_efd(r);
 }
 
+#define OWN_ROUNDS 8 /* rounds of the reactor's own work in one pass, at most */
+
+/* Runs the work other threads posted, then the reactor's own, including what that posts in
+ * turn (a reply asks for its connection's output to be flushed once every reply of the pass
+ * is queued), for a few rounds: work that keeps posting itself leaves the rest to the next
+ * pass, which then does not wait for a completion. */
 static void run_posted(struct reactor *r)
 {
     pthread_mutex_lock(&r->lock);
     struct reactor_work *w = r->head;
     r->head = r->tail = NULL;
     pthread_mutex_unlock(&r->lock);
-    while (w) {
-        struct reactor_work *next = w->next;
-        w->fn(w);
-        w = next;
+    for (unsigned round = 0;; round++) {
+        while (w) {
+            struct reactor_work *next = w->next;
+            w->fn(w);
+            w = next;
+        }
+        if (!r->own || round == OWN_ROUNDS)
+            break;
+        w = r->own;
+        r->own = NULL;
+        r->own_tail = &r->own;
     }
 }
 
@@ -108,11 +124,7 @@ static void *reactor_main(void *arg)
     t_self = r;
     arm_efd(r);
     while (!r->stop) {
-        /* Work posted to ourselves while draining the queue must not wait for a completion. */
-        pthread_mutex_lock(&r->lock);
-        bool queued = r->head != NULL;
-        pthread_mutex_unlock(&r->lock);
-        if (queued)
+        if (r->own)
             io_uring_submit(&r->ring);
         else
             io_uring_submit_and_wait(&r->ring, 1);
@@ -131,6 +143,7 @@ static void *reactor_main(void *arg)
 static int reactor_start(struct reactor *r, unsigned index)
 {
     r->index = index;
+    r->own_tail = &r->own;
     pthread_mutex_init(&r->lock, NULL);
     r->efd = eventfd(0, EFD_CLOEXEC);
     if (r->efd < 0)
@@ -201,6 +214,11 @@ unsigned pool_reactor_count(void)
 void pool_reactor_post(struct reactor *r, struct reactor_work *w)
 {
     w->next = NULL;
+    if (t_self == r) {
+        *r->own_tail = w;
+        r->own_tail = &w->next;
+        return;
+    }
     pthread_mutex_lock(&r->lock);
     if (r->tail)
         r->tail->next = w;
@@ -208,11 +226,9 @@ void pool_reactor_post(struct reactor *r, struct reactor_work *w)
         r->head = w;
     r->tail = w;
     pthread_mutex_unlock(&r->lock);
-    if (t_self != r) {
-        uint64_t one = 1;
-        ssize_t n = write(r->efd, &one, sizeof(one));
-        (void)n;
-    }
+    uint64_t one = 1;
+    ssize_t n = write(r->efd, &one, sizeof(one));
+    (void)n;
 }
 
 static void stop_work(struct reactor_work *w)
@@ -348,9 +364,9 @@ void reactor_recv(int fd, void *buf, size_t len, int flags, struct io_op *op)
     io_uring_prep_recv(sock_sqe(op), fd, buf, len, flags);
 }
 
-void reactor_send(int fd, const void *buf, size_t len, int flags, struct io_op *op)
+void reactor_sendmsg(int fd, const struct msghdr *msg, int flags, struct io_op *op)
 {
-    io_uring_prep_send(sock_sqe(op), fd, buf, len, flags);
+    io_uring_prep_sendmsg(sock_sqe(op), fd, msg, (unsigned)flags);
 }
 
 void reactor_accept(int fd, struct io_op *op)

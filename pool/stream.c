@@ -30,12 +30,8 @@ int stream_init(struct stream *s, int fd, const char *proto, const char *peer,
 {
     memset(s, 0, sizeof(*s));
     s->in = malloc(STREAM_IN_SIZE);
-    s->stage = malloc(STREAM_STAGE_SIZE);
-    if (!s->in || !s->stage) {
-        free(s->in);
-        free(s->stage);
+    if (!s->in)
         return -ENOMEM;
-    }
     s->fd = fd;
     s->proto = proto;
     s->peer = peer;
@@ -56,9 +52,8 @@ void stream_free(struct stream *s)
         free(ch);
     }
     free(s->in);
-    free(s->stage);
     free(s->raw);
-    s->in = s->stage = s->raw = NULL;
+    s->in = s->raw = NULL;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -117,31 +112,20 @@ static struct stream_chunk *dequeue(struct stream *s)
     return ch;
 }
 
-/* Drops queued output, except a chunk a pending send is reading. */
+/* Drops queued output, except the chunks a pending send is reading. */
 static void drop_output(struct stream *s)
 {
-    struct stream_chunk *keep = s->tx_pending ? s->tx_chunk : NULL;
-    struct stream_chunk *list = s->out_head;
-    s->out_head = NULL;
-    s->out_tail = &s->out_head;
-    if (keep) {
-        if (list != keep) {
-            /* The chunk being sent is always the head of the queue. */
-            log_err("%s: %s: send queue out of order", s->proto, s->peer);
-            abort();
-        }
-        list = keep->next;
-        keep->next = NULL;
-        s->out_head = keep; /* it stays queued, and counted */
-        s->out_tail = &keep->next;
-    }
+    struct stream_chunk **keep_end = &s->out_head;
+    for (unsigned i = 0; s->tx_pending && i < s->tx_chunks; i++)
+        keep_end = &(*keep_end)->next; /* they stay queued, and counted */
+    struct stream_chunk *list = *keep_end;
+    *keep_end = NULL;
+    s->out_tail = keep_end;
     while (list) {
         struct stream_chunk *next = list->next;
         chunk_release(s, list);
         list = next;
     }
-    if (!s->tx_pending)
-        s->stage_len = s->stage_off = 0;
 }
 
 void stream_send_raw(struct stream *s, const void *data, size_t len)
@@ -213,60 +197,41 @@ void stream_send_ref(struct stream *s, const void *data, size_t len, void *done)
 
 static void tx_done(struct io_op *op, int res);
 
-static void tx_issue(struct stream *s, const void *p, size_t len)
+/* Releases the chunks at the head of the queue that have been sent whole. */
+static void release_sent(struct stream *s)
 {
-    s->tx_pending = true;
-    s->tx_op.done = tx_done;
-    reactor_send(s->fd, p, len, MSG_NOSIGNAL, &s->tx_op);
+    while (s->out_head && s->out_head->off == s->out_head->len)
+        chunk_release(s, dequeue(s));
 }
 
-void stream_flush(struct stream *s)
+/* Sends the queue's head, gathered: up to STREAM_TX_IOV chunks and STREAM_TX_MAX bytes in
+ * one sendmsg, each chunk from where it is. */
+static void flush_now(struct stream *s)
 {
+    release_sent(s); /* which may free requests, and queue output */
     if (s->tx_pending || s->state == STREAM_DEAD)
         return;
-    if (s->stage_off < s->stage_len) {
-        tx_issue(s, s->stage + s->stage_off, s->stage_len - s->stage_off);
-        return;
+    unsigned n = 0, chunks = 0;
+    size_t bytes = 0;
+    for (struct stream_chunk *ch = s->out_head; ch && n < STREAM_TX_IOV && bytes < STREAM_TX_MAX;
+         ch = ch->next) {
+        size_t len = MIN(ch->len - ch->off, STREAM_TX_MAX - bytes);
+        chunks++;
+        if (len == 0) /* a chunk may be empty: it only carries what it completes */
+            continue;
+        s->tx_iov[n].iov_base = (void *)(ch->data + ch->off);
+        s->tx_iov[n].iov_len = len;
+        n++;
+        bytes += len;
     }
-    s->stage_len = s->stage_off = 0;
-
-    /* Chunks fully gathered are released after the send is issued: releasing frees
-     * requests, which may resume input and queue more output. */
-    struct stream_chunk *done = NULL, **done_tail = &done;
-    while (s->out_head && s->out_head->off == s->out_head->len) {
-        *done_tail = dequeue(s);
-        done_tail = &(*done_tail)->next;
-        *done_tail = NULL;
-    }
-    struct stream_chunk *h = s->out_head;
-    if (h && h->len - h->off >= STREAM_STAGE_SIZE / 2) {
-        s->tx_chunk = h;
-        tx_issue(s, h->data + h->off, h->len - h->off);
-    } else if (h) {
-        while ((h = s->out_head) && s->stage_len < STREAM_STAGE_SIZE) {
-            /* A large chunk (read data) goes out in place once what is gathered before it
-             * (its header) has gone: copying it would cost more than a second send. */
-            if (s->stage_len > 0 && h->len - h->off >= STREAM_STAGE_SIZE / 2)
-                break;
-            size_t n = MIN(h->len - h->off, STREAM_STAGE_SIZE - s->stage_len);
-            if (n) /* a chunk may be empty: it only carries what it completes */
-                memcpy(s->stage + s->stage_len, h->data + h->off, n);
-            s->stage_len += n;
-            h->off += n;
-            if (h->off < h->len)
-                break;
-            *done_tail = dequeue(s);
-            done_tail = &(*done_tail)->next;
-            *done_tail = NULL;
-        }
-        s->tx_chunk = NULL;
-        if (s->stage_len)
-            tx_issue(s, s->stage, s->stage_len);
-    }
-    while (done) {
-        struct stream_chunk *next = done->next;
-        chunk_release(s, done);
-        done = next;
+    if (n) {
+        s->tx_pending = true;
+        s->tx_chunks = chunks;
+        memset(&s->tx_msg, 0, sizeof(s->tx_msg));
+        s->tx_msg.msg_iov = s->tx_iov;
+        s->tx_msg.msg_iovlen = n;
+        s->tx_op.done = tx_done;
+        reactor_sendmsg(s->fd, &s->tx_msg, MSG_NOSIGNAL, &s->tx_op);
     }
     if (s->ops->flushed)
         s->ops->flushed(s);
@@ -274,27 +239,51 @@ void stream_flush(struct stream *s)
         stream_check_closing(s);
 }
 
+/* Output queued in one pass of the reactor goes out together: the send is issued once every
+ * completion and posted work of the pass has run (no sooner would it reach the socket: the
+ * ring submits at the end of the pass). */
+static void flush_work(struct reactor_work *w)
+{
+    struct stream *s = container_of(w, struct stream, flush_work);
+    s->flush_queued = false;
+    flush_now(s);
+    stream_leave(s);
+}
+
+void stream_flush(struct stream *s)
+{
+    struct reactor *r = pool_reactor_self();
+    if (!r) {
+        flush_now(s);
+        return;
+    }
+    if (s->flush_queued)
+        return;
+    s->flush_queued = true;
+    stream_enter(s);
+    s->flush_work.fn = flush_work;
+    pool_reactor_post(r, &s->flush_work);
+}
+
 static void tx_done(struct io_op *op, int res)
 {
     struct stream *s = container_of(op, struct stream, tx_op);
     stream_enter(s);
     s->tx_pending = false;
-    struct stream_chunk *ch = s->tx_chunk;
-    s->tx_chunk = NULL;
     if (s->state == STREAM_DEAD) {
         drop_output(s);
     } else if (res <= 0) {
         char why[96];
         snprintf(why, sizeof why, "send failed: %s", res < 0 ? strerror(-res) : "no progress");
         stream_kill(s, res == -EPIPE || res == -ECONNRESET ? NULL : why);
-    } else if (ch) {
-        ch->off += (size_t)res;
-        if (ch->off == ch->len)
-            chunk_release(s, dequeue(s));
-        stream_flush(s);
     } else {
-        s->stage_off += (size_t)res;
-        stream_flush(s);
+        size_t left = (size_t)res;
+        for (struct stream_chunk *ch = s->out_head; ch && left; ch = ch->next) {
+            size_t n = MIN(left, ch->len - ch->off);
+            ch->off += n;
+            left -= n;
+        }
+        flush_now(s);
     }
     stream_leave(s);
 }
@@ -468,13 +457,13 @@ static void cancel_rx(struct stream *s)
 void stream_check_closing(struct stream *s)
 {
     if (s->state != STREAM_CLOSING || !s->ops->idle(s) || s->rx_pending || s->tx_pending ||
-        s->out_head || s->stage_off < s->stage_len)
+        s->out_head)
         return;
     if (s->filter_on && !s->filter_shut) {
         s->filter_shut = true;
         s->filter->shutdown(s);
         if (s->out_head) {
-            stream_flush(s);
+            flush_now(s);
             return;
         }
     }
@@ -491,7 +480,7 @@ void stream_finish(struct stream *s)
     s->want_active = false;
     cancel_rx(s);
     s->ops->input_stopped(s);
-    stream_flush(s);
+    flush_now(s);
     stream_check_closing(s);
 }
 

@@ -14,10 +14,11 @@
  *
  * Output
  *   Output is queued as chunks, each message whole and in one go on the reactor thread, so
- *   messages never interleave. One send is in flight at a time: small chunks are gathered
- *   into a staging buffer and sent together, a large one (READ data) is sent from where it
- *   is. A chunk may carry what it completes (a request, a task): ops->sent frees it once the
- *   chunk's last byte has been sent or the chunk is dropped, so a peer that does not read its
+ *   messages never interleave. One send is in flight at a time; it gathers the chunks at
+ *   the head of the queue, each from where it is (READ data is not copied), and it is issued
+ *   once the reactor's pass has run, so that every reply of the pass goes out in it. A chunk
+ *   may carry what it completes (a request, a task): ops->sent frees it once the chunk's
+ *   last byte has been sent or the chunk is dropped, so a peer that does not read its
  *   replies soon holds no more requests and stops being read from.
  *
  * Filter
@@ -51,11 +52,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "pool/pool.h"
 
 #define STREAM_IN_SIZE (64u << 10)     /* the input buffer */
-#define STREAM_STAGE_SIZE (256u << 10) /* small output is gathered into one send up to this */
+#define STREAM_TX_IOV 64               /* chunks gathered into one send */
+#define STREAM_TX_MAX (1u << 20)       /* bytes gathered into one send */
 #define STREAM_RAW_SIZE (64u << 10)    /* bytes received at once for a filter */
 
 enum stream_state {
@@ -141,13 +145,15 @@ struct stream {
     struct stream_chunk *out_head, **out_tail;
     uint64_t out_bytes;           /* read: bytes queued and not yet sent */
     uint64_t out_copied;          /* read: of those, bytes copied (not referred to) */
-    uint8_t *stage;
-    size_t stage_len, stage_off;
-    struct stream_chunk *tx_chunk; /* sent in place (not staged) by the pending send */
+    struct iovec tx_iov[STREAM_TX_IOV];
+    struct msghdr tx_msg;
+    unsigned tx_chunks;           /* chunks, from the head, the pending send reads from */
     bool tx_pending;
     struct io_op tx_op;
     struct io_op cancel_op;
     bool cancel_pending;
+    bool flush_queued;
+    struct reactor_work flush_work;
 
     unsigned busy; /* entry points on the stack */
     bool released;
@@ -178,7 +184,7 @@ void stream_pump(struct stream *s);
 void stream_send_copy(struct stream *s, const void *data, size_t len);
 void stream_send_ref(struct stream *s, const void *data, size_t len, void *done);
 void stream_send_raw(struct stream *s, const void *data, size_t len);
-/* Starts sending what is queued. */
+/* Sends what is queued once the reactor's current pass has run (at once off a reactor). */
 void stream_flush(struct stream *s);
 
 /* Puts @f between the socket and the stream: bytes already read but not consumed become
