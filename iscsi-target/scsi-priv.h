@@ -42,6 +42,7 @@
 #define SCSI_MAX_UNMAP_DESC 256u       /* block descriptors per UNMAP */
 #define SCSI_MAX_UNMAP_BLOCKS 0xFFFFFFFFu /* per UNMAP command: no limit */
 #define SCSI_WS_CHUNK (1u << 20)       /* bytes written per step of a WRITE SAME pattern */
+#define SCSI_NAA_LEN 8                 /* an LU's NAA designator: NAA 3, locally assigned */
 
 /* Sense keys (SPC-4 table 50). */
 #define SK_NO_SENSE 0x0
@@ -265,7 +266,7 @@ struct scsi_lu {
     uint8_t pool_uuid[16];
     uint64_t vol_id;
     char name[2 * NAME_MAX_LEN + 4];
-    uint8_t naa[16];         /* NAA-6 designator (VPD 0x83, EXTENDED COPY) */
+    uint8_t naa[SCSI_NAA_LEN]; /* NAA designator (VPD 0x83, EXTENDED COPY) */
     char serial[64];         /* unit serial number (VPD 0x80) */
     uint32_t grain;          /* bytes */
     unsigned lbppbe;         /* log2(grain / 512) */
@@ -422,7 +423,7 @@ bool scsi_check_range(struct scsi_cmd *cmd, uint64_t lba, uint64_t n);
 bool scsi_check_writable(struct scsi_cmd *cmd);
 
 /* The LU whose NAA designator is @naa, held (scsi_lu_put when done); NULL when none. */
-struct scsi_lu *scsi_lu_lookup_naa(const uint8_t naa[16]);
+struct scsi_lu *scsi_lu_lookup_naa(const uint8_t naa[SCSI_NAA_LEN]);
 
 /* Handlers (one per table entry). */
 void spc_test_unit_ready(struct scsi_cmd *cmd);

@@ -399,12 +399,12 @@ void scsi_lu_put(struct scsi_lu *lu)
         pthread_cond_broadcast(&lu->idle);
 }
 
-struct scsi_lu *scsi_lu_lookup_naa(const uint8_t naa[16])
+struct scsi_lu *scsi_lu_lookup_naa(const uint8_t naa[SCSI_NAA_LEN])
 {
     SCOPED_LOCK(&registry_lock);
     struct scsi_lu *lu;
     LIST_FOREACH(lu, &registry, reg_link) {
-        if (memcmp(lu->naa, naa, 16) == 0) {
+        if (memcmp(lu->naa, naa, SCSI_NAA_LEN) == 0) {
             scsi_lu_get(lu);
             return lu;
         }
@@ -417,12 +417,11 @@ struct scsi_lu *scsi_lu_lookup_naa(const uint8_t naa[16])
 /* ---------------------------------------------------------------------------------------- */
 
 /*
- * The NAA IEEE Registered Extended designator (NAA 6, SPC-4 7.8.6.6.5): 4 bits of NAA, the
- * 24-bit OUI, then 100 bits of vendor-specific identifier taken from SHA-256 of pool uuid and
- * volume id, so the designator is the same on every start and for every session.
+ * The NAA Locally Assigned designator (NAA 3h, SPC-4 7.8.6.6.3): 4 bits of NAA, then a
+ * 60-bit locally administered value, taken from SHA-256 of pool uuid and volume id: the same
+ * on every start and for every session, and different between volumes. The IEEE-based NAA
+ * types (5h, 6h) need a Company ID assigned to the vendor, which Cistern does not have.
  */
-#define CISTERN_OUI 0x0A1B2Cu /* a locally assigned Company ID; replace with an IEEE one */
-
 static int make_naa(struct scsi_lu *lu)
 {
     uint8_t in[24], md[32];
@@ -431,12 +430,8 @@ static int make_naa(struct scsi_lu *lu)
     put_be64(in + 16, lu->vol_id);
     if (!EVP_Digest(in, sizeof in, md, &mdlen, EVP_sha256(), NULL))
         return -ENOMEM;
-    uint8_t *n = lu->naa;
-    n[0] = (uint8_t)(0x60 | (CISTERN_OUI >> 20));
-    n[1] = (uint8_t)(CISTERN_OUI >> 12);
-    n[2] = (uint8_t)(CISTERN_OUI >> 4);
-    n[3] = (uint8_t)((CISTERN_OUI & 0xF) << 4 | (md[0] & 0x0F));
-    memcpy(n + 4, md + 1, 12);
+    lu->naa[0] = (uint8_t)(0x30 | (md[0] & 0x0F));
+    memcpy(lu->naa + 1, md + 1, SCSI_NAA_LEN - 1);
     return 0;
 }
 

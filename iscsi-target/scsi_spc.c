@@ -75,7 +75,7 @@ static size_t vpd_device_id(struct scsi_cmd *cmd, uint8_t *b)
     struct scsi_lu *lu = cmd->lu;
     size_t n = 4;
     /* NAA (binary, LU association, type 3) */
-    n += designator(b + n, 0x01, 0x03, false, lu->naa, 16);
+    n += designator(b + n, 0x01, 0x03, false, lu->naa, SCSI_NAA_LEN);
     /* T10 vendor ID (ASCII, type 1): vendor, then the unit serial number */
     uint8_t t10[8 + sizeof(lu->serial)];
     memcpy(t10, VENDOR, 8);

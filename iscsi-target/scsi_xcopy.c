@@ -331,10 +331,10 @@ static bool xcopy_parse(struct scsi_cmd *cmd, struct xcopy *x)
             scsi_bad_param(cmd, off + 29, -1);
             return false;
         }
-        /* The designation descriptor: an NAA designator of 16 bytes names one of ours;
+        /* The designation descriptor: an NAA designator of our length names one of ours;
          * anything else names a device we cannot reach (found out below, when used). */
         const uint8_t *dd = d + 4;
-        if ((dd[1] & 0x0F) == 3 && dd[3] == 16)
+        if ((dd[1] & 0x0F) == 3 && dd[3] == SCSI_NAA_LEN)
             x->tgt[i] = scsi_lu_lookup_naa(dd + 4);
     }
     unsigned off = 16 + tdl, end = 16 + tdl + sdl;

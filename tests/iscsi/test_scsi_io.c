@@ -282,16 +282,16 @@ static void op_verify(struct st *s, int li)
     }
 }
 
-/* The NAA designator of an LU, from VPD page 83h. */
-static void lu_naa(struct st *s, int li, uint8_t naa[16])
+/* The NAA designator of an LU (8 bytes: NAA 3), from VPD page 83h. */
+static void lu_naa(struct st *s, int li, uint8_t naa[8])
 {
     uint8_t cdb[6] = {0x12, 1, 0x83, 4, 0, 0};
     struct t_res r;
     assert_int_equal(t_cmd(s->e, s->l[li], 0, cdb, 6, NULL, 0, s->in, 1024, &r), SCSI_GOOD);
     unsigned len = (unsigned)t_get_be(s->in + 2, 2);
     for (unsigned off = 4; off < 4 + len; off += 4 + s->in[off + 3]) {
-        if ((s->in[off + 1] & 0x3F) == 0x03 && s->in[off + 3] == 16) {
-            memcpy(naa, s->in + off + 4, 16);
+        if ((s->in[off + 1] & 0x3F) == 0x03 && s->in[off + 3] == 8) {
+            memcpy(naa, s->in + off + 4, 8);
             return;
         }
     }
@@ -310,7 +310,7 @@ static void op_xcopy(struct st *s)
         d[0] = 0xE4;
         d[4] = 0x01; /* binary */
         d[5] = 0x03; /* LU, NAA */
-        d[7] = 16;
+        d[7] = 8;
         lu_naa(s, i, d + 8);
         t_put_be(d + 29, 512, 3);
     }
@@ -580,7 +580,7 @@ static void test_many_steps(void **state)
         d[0] = 0xE4;
         d[4] = 0x01;
         d[5] = 0x03;
-        d[7] = 16;
+        d[7] = 8;
         lu_naa(s, i, d + 8);
         t_put_be(d + 29, 512, 3);
     }

@@ -108,7 +108,7 @@ static void test_vpd(void **state)
     assert_int_equal(inquiry(s, s->l2, true, 0x80, 255, s->in2, &r), SCSI_GOOD);
     assert_true(s->in[3] > 0);
     assert_true(memcmp(s->in + 4, s->in2 + 4, s->in[3]) != 0);
-    /* Device identification: an NAA 6 designator with LU association. */
+    /* Device identification: an NAA 3 (locally assigned) designator with LU association. */
     assert_int_equal(inquiry(s, s->l, true, 0x83, 1024, s->in, &r), SCSI_GOOD);
     unsigned len = (unsigned)t_get_be(s->in + 2, 2);
     bool naa = false, t10 = false, rtp = false;
@@ -116,8 +116,8 @@ static void test_vpd(void **state)
         const uint8_t *d = s->in + off;
         unsigned type = d[1] & 0x0F, assoc = (d[1] >> 4) & 3;
         if (type == 3 && assoc == 0) {
-            assert_int_equal(d[3], 16);
-            assert_int_equal(d[4] >> 4, 6);
+            assert_int_equal(d[3], 8);
+            assert_int_equal(d[4] >> 4, 3);
             naa = true;
         }
         if (type == 1)
