@@ -460,7 +460,10 @@ bool pr_conflict_locked(struct scsi_cmd *cmd, const struct scsi_op *op);
 /* A nexus goes away / an LU reset: drops an SPC-2 reservation it holds. Under lu->lock. */
 void pr_nexus_gone_locked(struct scsi_lu *lu, struct nexus_state *ns);
 void pr_reset_locked(struct scsi_lu *lu);
-void pr_free(struct scsi_lu *lu);
+/* At the LU's creation: its registrations kept from before (by its identity), if any. */
+void pr_open(struct scsi_lu *lu);
+/* At its destruction: keeps its registrations and reservation for the next pr_open. */
+void pr_close(struct scsi_lu *lu);
 
 /* Decodes LBA and transfer length of a READ/WRITE/VERIFY-shaped CDB. */
 void sbc_decode_rw(const uint8_t *cdb, uint64_t *lba, uint32_t *nblocks);

@@ -472,7 +472,7 @@ int scsi_lu_create(const struct scsi_lu_config *cfg, struct scsi_lu **out)
     pthread_cond_init(&lu->idle, NULL);
     lu->size = vol_size(lu->vol);
     LIST_INIT(&lu->nexuses);
-    LIST_INIT(&lu->pr.regs);
+    pr_open(lu);
     TAILQ_INIT(&lu->ranges);
     lu->mode.wce = true;
     pthread_mutex_lock(&registry_lock);
@@ -499,7 +499,7 @@ void scsi_lu_destroy(struct scsi_lu *lu)
         free(ns);
     }
     pthread_mutex_unlock(&lu->lock);
-    pr_free(lu);
+    pr_close(lu);
     pthread_cond_destroy(&lu->idle);
     pthread_mutex_destroy(&lu->lock);
     free(lu);

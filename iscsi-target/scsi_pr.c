@@ -9,8 +9,9 @@
  *   none, held by one registration (WRITE EXCLUSIVE, EXCLUSIVE ACCESS and their REGISTRANTS
  *   ONLY forms), or held by every registration (the ALL REGISTRANTS forms; holder NULL).
  *   An SPC-2 reservation is held by one nexus state and never coexists with persistent
- *   ones. Everything lives in memory and under lu->lock: APTPL is refused (PTPL_C 0), as
- *   are ALL_TG_PT and SPEC_I_PT (ATP_C, SIP_C 0), all as REPORT CAPABILITIES says.
+ *   ones. Everything lives in memory and under lu->lock, and is kept when the LU object
+ *   goes (pr_close): APTPL is refused (PTPL_C 0), as are ALL_TG_PT and SPEC_I_PT (ATP_C,
+ *   SIP_C 0), all as REPORT CAPABILITIES says.
  *
  * Conflicts (SPC-4 table 62 and SBC-3 table 13), for a nexus that does not hold the
  * reservation; the command's class comes from its table entry:
@@ -149,16 +150,105 @@ void pr_nexus_gone_locked(struct scsi_lu *lu, struct nexus_state *ns)
 
 void pr_reset_locked(struct scsi_lu *lu) { lu->pr.spc2_holder = NULL; }
 
-void pr_free(struct scsi_lu *lu)
+/*
+ * Registrations outlive the LU object: an LU is destroyed when the last session using it
+ * logs out, but an I_T nexus loss does not end a registration or a reservation (SPC-4
+ * 5.13.1), so a cluster node whose session drops still holds its reservation when it, or
+ * another node, logs in again. pr_close keeps the state of an LU with registrations in a
+ * list of the process, by the LU's identity (pool uuid and volume id); pr_open takes it
+ * back, with its PRgeneration. Only a restart of the daemon (a power loss, to the
+ * initiators) forgets them.
+ */
+struct pr_kept {
+    LIST_ENTRY(pr_kept) link;
+    uint8_t pool_uuid[16];
+    uint64_t vol_id;
+    struct pr_state pr;
+};
+
+static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
+static LIST_HEAD(, pr_kept) kept = LIST_HEAD_INITIALIZER(kept);
+
+/* Moves @src's registrations, in order, and its reservation to @dst (empty). */
+static void pr_move(struct pr_state *dst, struct pr_state *src)
+{
+    struct pr_reg *r, *last = NULL;
+    LIST_INIT(&dst->regs);
+    while ((r = LIST_FIRST(&src->regs))) {
+        LIST_REMOVE(r, link);
+        if (last)
+            LIST_INSERT_AFTER(last, r, link);
+        else
+            LIST_INSERT_HEAD(&dst->regs, r, link);
+        last = r;
+    }
+    dst->nregs = src->nregs;
+    dst->generation = src->generation;
+    dst->type = src->type;
+    dst->holder = src->holder;
+    dst->spc2_holder = NULL; /* held by a nexus, which is gone */
+    src->nregs = 0;
+    src->type = 0;
+    src->holder = NULL;
+}
+
+static void pr_clear_regs(struct pr_state *pr)
 {
     struct pr_reg *r;
-    while ((r = LIST_FIRST(&lu->pr.regs))) {
+    while ((r = LIST_FIRST(&pr->regs))) {
         LIST_REMOVE(r, link);
         free(r);
     }
-    lu->pr.nregs = 0;
-    lu->pr.type = 0;
-    lu->pr.holder = NULL;
+    pr->nregs = 0;
+    pr->type = 0;
+    pr->holder = NULL;
+}
+
+static struct pr_kept *kept_find(const uint8_t uuid[16], uint64_t vol_id)
+{
+    struct pr_kept *k;
+    LIST_FOREACH(k, &kept, link)
+        if (k->vol_id == vol_id && memcmp(k->pool_uuid, uuid, 16) == 0)
+            return k;
+    return NULL;
+}
+
+void pr_open(struct scsi_lu *lu)
+{
+    LIST_INIT(&lu->pr.regs);
+    SCOPED_LOCK(&kept_lock);
+    struct pr_kept *k = kept_find(lu->pool_uuid, lu->vol_id);
+    if (k) {
+        LIST_REMOVE(k, link);
+        pr_move(&lu->pr, &k->pr);
+        free(k);
+    }
+}
+
+void pr_close(struct scsi_lu *lu)
+{
+    struct pr_kept *k = NULL;
+    bool keep = lu->pr.nregs || lu->pr.generation; /* PRgeneration goes on too */
+    if (keep)
+        k = calloc(1, sizeof(*k));
+    if (!k) {
+        if (keep)
+            log_err("iscsi: %s: out of memory keeping its persistent reservations", lu->name);
+        pr_clear_regs(&lu->pr);
+        return;
+    }
+    memcpy(k->pool_uuid, lu->pool_uuid, 16);
+    k->vol_id = lu->vol_id;
+    pr_move(&k->pr, &lu->pr);
+    SCOPED_LOCK(&kept_lock);
+    /* Another LU of the same volume (in another target) closed before: this one is newer. */
+    struct pr_kept *old = kept_find(k->pool_uuid, k->vol_id);
+    if (old) {
+        LIST_REMOVE(old, link);
+        pr_clear_regs(&old->pr);
+        free(old);
+    }
+    LIST_INSERT_HEAD(&kept, k, link);
 }
 
 /* ---------------------------------------------------------------------------------------- */

@@ -30,6 +30,7 @@ struct t_lu {
     struct vol *vol;
     struct scsi_lu *lu;
     uint64_t lun;
+    struct scsi_lu_config cfg;
     struct scsi_nexus nx[T_MAX_NX];
 };
 
@@ -197,6 +198,8 @@ static inline struct t_lu *t_add_lu(struct t_env *e, const char *name, uint64_t 
         .name = name,
     };
     memcpy(cfg.pool_uuid, e->pool_uuid, 16);
+    cfg.name = l->name;
+    l->cfg = cfg;
     assert_int_equal(scsi_lu_create(&cfg, &l->lu), 0);
     l->lun = e->nlu;
     for (unsigned i = 0; i < T_MAX_NX; i++) {
@@ -206,6 +209,18 @@ static inline struct t_lu *t_add_lu(struct t_env *e, const char *name, uint64_t 
     }
     e->nlu++;
     return l;
+}
+
+/* Every session logs out and the LU object goes, then they log in again: a new LU over the
+ * same volume, the nexuses attached anew (each with a POWER ON unit attention). */
+static inline void t_reopen_lu(struct t_lu *l)
+{
+    for (unsigned i = 0; i < T_MAX_NX; i++)
+        scsi_nexus_detach(l->lu, &l->nx[i]);
+    scsi_lu_destroy(l->lu);
+    assert_int_equal(scsi_lu_create(&l->cfg, &l->lu), 0);
+    for (unsigned i = 0; i < T_MAX_NX; i++)
+        assert_int_equal(scsi_nexus_attach(l->lu, &l->nx[i]), 0);
 }
 
 static inline struct t_env *t_env_new(uint64_t member_bytes)

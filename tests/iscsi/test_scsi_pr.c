@@ -4,7 +4,9 @@
  * from several nexuses with keys drawn from a small set (so keys collide), then READ KEYS,
  * READ RESERVATION and READ FULL STATUS against the model, the unit attentions each nexus
  * got, and a READ and a WRITE from every nexus: conflict or not, per the SPC-4 tables.
- * Also REGISTER AND MOVE, REPORT CAPABILITIES, parameter list checks, SPC-2 RESERVE/RELEASE.
+ * Now and then every session goes and the LU object with them, and the nexuses come back to
+ * a new one: the state must be the same. Also REGISTER AND MOVE, REPORT CAPABILITIES,
+ * parameter list checks, SPC-2 RESERVE/RELEASE.
  *
  *   SCSI_SEED=n  replay      SCSI_PR_OPS=n  operations (default 1500)
  */
@@ -391,6 +393,15 @@ static void test_pr_model(void **state)
                 uint8_t tur[6] = {0};
                 t_cmd(s->e, s->l, (unsigned)j, tur, 6, NULL, 0, NULL, 0, &r);
                 assert_sense(&r, 0x6, 0x29, 0x03);
+            }
+            check_state(s);
+        }
+        if (rng_below(&s->rng, 100) == 0) {
+            /* Every session goes and comes back: registrations and the reservation stay. */
+            t_reopen_lu(s->l);
+            for (unsigned j = 0; j < NX; j++) {
+                t_clear_ua(s->e, s->l, j);
+                m->ua[j] = 0;
             }
             check_state(s);
         }
