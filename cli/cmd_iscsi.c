@@ -88,41 +88,15 @@ int iscsi_conf_load(const char *state_dir, struct json_object **out)
 
 int iscsi_conf_save(const char *state_dir, struct json_object *conf)
 {
-    char *path = NULL, *tmp = NULL;
-    const char *text = json_object_to_json_string_ext(conf, JSON_C_TO_STRING_PRETTY);
-    size_t len = strlen(text), done = 0;
-    int fd, r = 0;
-
+    CLEANUP_FREE char *path = NULL, *text = NULL;
     if (mkdir(state_dir, 0755) < 0 && errno != EEXIST)
         return -errno;
-    if (asprintf(&path, "%s/%s", state_dir, ISCSI_CONF_FILE) < 0)
+    if (asprintf(&path, "%s/%s", state_dir, ISCSI_CONF_FILE) < 0 ||
+        asprintf(&text, "%s\n", json_object_to_json_string_ext(conf, JSON_C_TO_STRING_PRETTY)) < 0)
         return -ENOMEM;
-    if (asprintf(&tmp, "%s/.%s.tmp", state_dir, ISCSI_CONF_FILE) < 0) {
-        free(path);
-        return -ENOMEM;
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        r = -errno;
-    while (r == 0 && done < len) {
-        ssize_t n = write(fd, text + done, len - done);
-        if (n < 0 && errno != EINTR)
-            r = -errno;
-        else if (n > 0)
-            done += (size_t)n;
-    }
-    if (r == 0 && (write(fd, "\n", 1) != 1 || fsync(fd) < 0))
-        r = -errno;
-    if (fd >= 0 && close(fd) < 0 && r == 0)
-        r = -errno;
-    if (r == 0 && rename(tmp, path) < 0)
-        r = -errno;
-    if (r < 0) {
+    int r = file_replace(path, text, strlen(text), 0600);
+    if (r < 0)
         log_err("%s: cannot save the iSCSI settings: %s", path, strerror(-r));
-        unlink(tmp);
-    }
-    free(tmp);
-    free(path);
     return r;
 }
 

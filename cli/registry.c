@@ -69,18 +69,6 @@ static int make_dirs(const char *dir)
     return 0;
 }
 
-static int fsync_dir(const char *path)
-{
-    CLEANUP_CLOSE int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-    if (fd < 0 || fsync(fd) < 0) {
-        int r = -errno;
-        log_err("%s: sync: %s", path, strerror(-r));
-        return r;
-    }
-    return 0;
-}
-
 static int read_file(const char *path, char **out)
 {
     CLEANUP_CLOSE int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -198,32 +186,15 @@ int registry_load(const char *dir, const char *name, struct pool_entry *out)
     return r;
 }
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int registry_save(const char *dir, const struct pool_entry *e)
 {
-    CLEANUP_FREE char *pd = pools_dir(dir);
     CLEANUP_FREE char *path = entry_path(dir, e->name);
-    CLEANUP_FREE char *tmp = NULL;
+    CLEANUP_FREE char *text = NULL;
     struct json_object *root, *members;
     char uuid[UUID_STR_LEN];
-    const char *text;
-    int fd, r;
+    int r;
 
-    if (pd == NULL || path == NULL || asprintf(&tmp, "%s/.%s.json.XXXXXX", pd, e->name) < 0)
+    if (path == NULL)
         return -ENOMEM;
     r = make_dirs(dir);
     if (r < 0)
@@ -242,50 +213,31 @@ int registry_save(const char *dir, const struct pool_entry *e)
     for (unsigned i = 0; i < e->nmembers; i++)
         json_object_array_add(members, json_object_new_string(e->members[i]));
     json_object_object_add(root, "members", members);
-    text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-                                                    JSON_C_TO_STRING_NOSLASHESCAPE);
-
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        r = -errno;
-        log_err("%s: %s", tmp, strerror(-r));
-        json_object_put(root);
-        return r;
-    }
-    r = write_all(fd, text, strlen(text));
-    if (r == 0)
-        r = write_all(fd, "\n", 1);
+    r = asprintf(&text, "%s\n",
+                 json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
+                                                          JSON_C_TO_STRING_SPACED |
+                                                          JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(root);
-    if (r == 0 && fchmod(fd, 0644) < 0)
-        r = -errno;
-    if (r == 0 && fsync(fd) < 0)
-        r = -errno;
-    if (close(fd) < 0 && r == 0)
-        r = -errno;
-    if (r == 0 && rename(tmp, path) < 0)
-        r = -errno;
-    if (r < 0) {
+    if (r < 0)
+        return -ENOMEM;
+    r = file_replace(path, text, strlen(text), 0644);
+    if (r < 0)
         log_err("%s: %s", path, strerror(-r));
-        unlink(tmp);
-        return r;
-    }
-    return fsync_dir(pd);
+    return r;
 }
 
 int registry_remove(const char *dir, const char *name)
 {
-    CLEANUP_FREE char *pd = pools_dir(dir);
     CLEANUP_FREE char *path = entry_path(dir, name);
 
-    if (pd == NULL || path == NULL)
+    if (path == NULL)
         return -ENOMEM;
-    if (unlink(path) < 0) {
-        int r = -errno;
-        if (r != -ENOENT)
-            log_err("%s: %s", path, strerror(-r));
-        return r;
-    }
-    return fsync_dir(pd);
+    if (access(path, F_OK) < 0)
+        return -errno;
+    int r = file_remove(path);
+    if (r < 0)
+        log_err("%s: %s", path, strerror(-r));
+    return r;
 }
 
 static int cmp_names(const void *a, const void *b)

@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/param.h>
+#include <sys/types.h>
 
 /*
  * <syslog.h> defines LOG_ERR, LOG_INFO and LOG_DEBUG as macros, which would silently turn
@@ -232,6 +233,18 @@ void uuid_format(const uint8_t u[16], char out[UUID_STR_LEN]);
 
 /* Parses the 8-4-4-4-12 form (either case). Returns 0, or -EINVAL leaving out untouched. */
 int uuid_parse(const char *s, uint8_t out[16]);
+
+/* ---------------------------------------------------------------------------------------- */
+/* State files                                                                              */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Replaces the file @path with @len bytes of @data, atomically and durably: a temporary file
+ * beside it is written, synced, renamed over @path, and the directory synced. Returns 0, or
+ * a negative errno with the old file left as it was. */
+int file_replace(const char *path, const void *data, size_t len, mode_t mode);
+
+/* Removes @path durably (the directory synced). 0 also when there was no such file. */
+int file_remove(const char *path);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Time and buffers                                                                         */
