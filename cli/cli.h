@@ -451,6 +451,7 @@ const char *image_format_name(enum image_format f);
 
 #define ISCSI_IQN_PREFIX "iqn.2026-11.org.cistern:" /* + POOL: the pool's target */
 #define ISCSI_CONF_FILE "iscsi.json"                /* per-target settings, in STATE_DIR */
+#define ISCSI_PR_DIR "iscsi-pr"                     /* APTPL reservation states, in STATE_DIR */
 
 /* The daemon's iSCSI settings (command line and configuration file); NULL when not given. */
 struct iscsi_serve_opts {

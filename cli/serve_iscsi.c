@@ -477,8 +477,12 @@ int iscsi_serve_start(const struct cli *cli, struct pool *const *pools, size_t n
         .lun_open = t_lun_open,
         .lun_close = t_lun_close,
     };
+    CLEANUP_FREE char *pr_dir = NULL;
+    if (asprintf(&pr_dir, "%s/%s", cli->state_dir, ISCSI_PR_DIR) < 0)
+        return -ENOMEM;
     struct iscsi_config cfg = {
         .listen = iscsi_serve_listen(o),
+        .pr_dir = pr_dir,
         .nop_interval_s = o->nop_interval ? (unsigned)atoi(o->nop_interval) : 0,
         .nop_timeout_s = o->nop_timeout ? (unsigned)atoi(o->nop_timeout) : 0,
     };

@@ -240,6 +240,7 @@ struct iscsi_server {
     struct iscsi_targets t;
     void *ctx;
     unsigned nop_interval_s, nop_timeout_s, login_timeout_s;
+    char *pr_dir; /* NULL: no APTPL */
 
     pthread_mutex_t lock;
     pthread_cond_t cond;

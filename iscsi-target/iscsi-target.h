@@ -102,6 +102,8 @@ struct iscsi_config {
     unsigned nop_interval_s;   /* an idle connection is pinged (NOP-In) this often; 0: 10 */
     unsigned nop_timeout_s;    /* ... and dropped when no answer comes in this time; 0: 30 */
     unsigned login_timeout_s;  /* a login not finished in this time is dropped; 0: 30 */
+    const char *pr_dir;        /* where persistent reservations made with APTPL are kept
+                                  (created if missing); NULL: APTPL is refused */
 };
 
 /*

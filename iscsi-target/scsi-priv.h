@@ -208,7 +208,6 @@ struct pr_reg {
     char initiator[sizeof(((struct scsi_nexus *)0)->initiator_port)];
     char target[sizeof(((struct scsi_nexus *)0)->target_port)];
     uint16_t rel_target_port;
-    bool aptpl;
 };
 
 /* Persistent reservation types (SPC-4 table 170). */
@@ -223,6 +222,7 @@ struct pr_state {
     LIST_HEAD(, pr_reg) regs;
     unsigned nregs;
     uint32_t generation;
+    bool aptpl; /* the last REGISTER's APTPL: the state is in lu->pr_file */
     /* The reservation: none when type is 0. For the all-registrants types the holder is
      * every registration (holder NULL); for the others, one registration. */
     uint8_t type;
@@ -268,6 +268,7 @@ struct scsi_lu {
     char name[2 * NAME_MAX_LEN + 4];
     uint8_t naa[SCSI_NAA_LEN]; /* NAA designator (VPD 0x83, EXTENDED COPY) */
     char serial[64];         /* unit serial number (VPD 0x80) */
+    char *pr_file;           /* the APTPL state file, or NULL (no pr_dir) */
     uint32_t grain;          /* bytes */
     unsigned lbppbe;         /* log2(grain / 512) */
 

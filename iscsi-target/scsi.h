@@ -66,12 +66,18 @@ struct scsi_lu_config {
     uint64_t vol_id;
     const char *name;      /* "POOL/VOL" or "POOL/VOL@SNAP", shown in VPD 0x83 as a
                               vendor-specific designator and in logs */
+    const char *pr_dir;    /* a directory (existing) for the state files of persistent
+                              reservations made with APTPL; NULL: APTPL is refused */
 };
 
 /* Creates an LU. Errors: -ENOMEM, -EINVAL. Not on a reactor thread. */
 int scsi_lu_create(const struct scsi_lu_config *cfg, struct scsi_lu **out);
-/* Waits for its commands and frees it (not the volume). Not on a reactor. Accepts NULL. */
+/* Waits for its commands and frees it (not the volume). Not on a reactor. Accepts NULL.
+ * Its persistent reservations are kept for the next LU of the same volume. */
 void scsi_lu_destroy(struct scsi_lu *lu);
+/* Forgets the persistent reservations kept for volumes that have no LU now: the target
+ * stops, which is a power loss to its initiators (what APTPL kept stays in its files). */
+void scsi_pr_forget(void);
 
 /*
  * The I_T nexus state of one session on one LU. The initiator port name is

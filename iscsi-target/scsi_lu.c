@@ -464,6 +464,11 @@ int scsi_lu_create(const struct scsi_lu_config *cfg, struct scsi_lu **out)
             lu->serial[k++] = *p;
     snprintf(lu->serial + k, sizeof(lu->serial) - k, "%016llx", (unsigned long long)lu->vol_id);
     int r = make_naa(lu);
+    if (r == 0 && cfg->pr_dir &&
+        asprintf(&lu->pr_file, "%s/%s.pr.json", cfg->pr_dir, lu->serial) < 0) {
+        lu->pr_file = NULL;
+        r = -ENOMEM;
+    }
     if (r < 0) {
         free(lu);
         return r;
@@ -500,6 +505,7 @@ void scsi_lu_destroy(struct scsi_lu *lu)
     }
     pthread_mutex_unlock(&lu->lock);
     pr_close(lu);
+    free(lu->pr_file);
     pthread_cond_destroy(&lu->idle);
     pthread_mutex_destroy(&lu->lock);
     free(lu);

@@ -10,8 +10,9 @@
  *   ONLY forms), or held by every registration (the ALL REGISTRANTS forms; holder NULL).
  *   An SPC-2 reservation is held by one nexus state and never coexists with persistent
  *   ones. Everything lives in memory and under lu->lock, and is kept when the LU object
- *   goes (pr_close): APTPL is refused (PTPL_C 0), as are ALL_TG_PT and SPEC_I_PT (ATP_C,
- *   SIP_C 0), all as REPORT CAPABILITIES says.
+ *   goes (pr_close). With APTPL the state is also written to a file, and read back when the
+ *   daemon starts again (PTPL_C 1 when the LU has a state directory). ALL_TG_PT and
+ *   SPEC_I_PT are refused (ATP_C, SIP_C 0), as REPORT CAPABILITIES says.
  *
  * Conflicts (SPC-4 table 62 and SBC-3 table 13), for a nexus that does not hold the
  * reservation; the command's class comes from its table entry:
@@ -27,10 +28,14 @@
  * to the registrants when a REGISTRANTS ONLY or ALL REGISTRANTS reservation is released,
  * RESERVATIONS PREEMPTED on CLEAR.
  */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <inttypes.h>
+#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "iscsi-target/scsi-priv.h"
 
@@ -156,8 +161,8 @@ void pr_reset_locked(struct scsi_lu *lu) { lu->pr.spc2_holder = NULL; }
  * 5.13.1), so a cluster node whose session drops still holds its reservation when it, or
  * another node, logs in again. pr_close keeps the state of an LU with registrations in a
  * list of the process, by the LU's identity (pool uuid and volume id); pr_open takes it
- * back, with its PRgeneration. Only a restart of the daemon (a power loss, to the
- * initiators) forgets them.
+ * back, with its PRgeneration. A stop of the target (a power loss, to the initiators)
+ * forgets them: scsi_pr_forget.
  */
 struct pr_kept {
     LIST_ENTRY(pr_kept) link;
@@ -184,6 +189,7 @@ static void pr_move(struct pr_state *dst, struct pr_state *src)
     }
     dst->nregs = src->nregs;
     dst->generation = src->generation;
+    dst->aptpl = src->aptpl;
     dst->type = src->type;
     dst->holder = src->holder;
     dst->spc2_holder = NULL; /* held by a nexus, which is gone */
@@ -213,14 +219,31 @@ static struct pr_kept *kept_find(const uint8_t uuid[16], uint64_t vol_id)
     return NULL;
 }
 
+static void pr_load(struct scsi_lu *lu);
+
 void pr_open(struct scsi_lu *lu)
 {
     LIST_INIT(&lu->pr.regs);
-    SCOPED_LOCK(&kept_lock);
+    pthread_mutex_lock(&kept_lock);
     struct pr_kept *k = kept_find(lu->pool_uuid, lu->vol_id);
-    if (k) {
+    if (k)
         LIST_REMOVE(k, link);
+    pthread_mutex_unlock(&kept_lock);
+    if (k) {
         pr_move(&lu->pr, &k->pr);
+        free(k);
+    } else {
+        pr_load(lu); /* what APTPL kept over a restart */
+    }
+}
+
+void scsi_pr_forget(void)
+{
+    SCOPED_LOCK(&kept_lock);
+    struct pr_kept *k;
+    while ((k = LIST_FIRST(&kept))) {
+        LIST_REMOVE(k, link);
+        pr_clear_regs(&k->pr);
         free(k);
     }
 }
@@ -304,7 +327,11 @@ void pr_in(struct scsi_cmd *cmd)
         memset(b, 0, 8);
         put_be16(b, 8);
         b[2] = 0x10;        /* CRH: RESERVE/RELEASE coexist as SPC-4 5.13.3 says */
+        if (lu->pr_file)
+            b[2] |= 0x01;   /* PTPL_C */
         b[3] = 0x80 | 0x10; /* TMV; ALLOW COMMANDS 001b */
+        if (pr->aptpl)
+            b[3] |= 0x01;   /* PTPL_A */
         b[4] = 0x80 | 0x40 | 0x20 | 0x08 | 0x02; /* WR_EX_AR EX_AC_RO WR_EX_RO EX_AC WR_EX */
         b[5] = 0x01;                             /* EX_AC_AR */
         n = 8;
@@ -369,6 +396,168 @@ static struct pr_reg *reg_new(const char *initiator, const char *target, uint16_
     snprintf(r->target, sizeof(r->target), "%s", target);
     r->rel_target_port = rtp;
     r->key = key;
+    return r;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* APTPL: the state file                                                                      */
+/* ---------------------------------------------------------------------------------------- */
+
+/*
+ * With APTPL set by the last REGISTER, every change is written to lu->pr_file before the
+ * command completes (file_replace: a crash leaves the old state or the new one), and the
+ * file is removed when a REGISTER clears APTPL. It is JSON:
+ *
+ *   {"format": "cistern-pr", "version": 1, "generation": 12, "type": 1, "holder": 0,
+ *    "registrations": [{"key": "0x...", "initiator": "iqn...,i,0x...",
+ *                       "target": "iqn...,t,0x1", "relative_target_port": 1}, ...]}
+ *
+ * "holder" indexes the registrations (-1: every registrant, or no reservation when type
+ * is 0). The write happens on the reactor, under the LU's lock: PERSISTENT RESERVE OUT is
+ * rare, and the file small.
+ */
+static char *pr_to_json(const struct pr_state *pr)
+{
+    struct json_object *o = json_object_new_object(), *regs = json_object_new_array();
+    char *text = NULL;
+    if (!o || !regs) {
+        json_object_put(o);
+        json_object_put(regs);
+        return NULL;
+    }
+    int holder = -1, i = 0;
+    const struct pr_reg *r;
+    LIST_FOREACH(r, &pr->regs, link) {
+        struct json_object *e = json_object_new_object();
+        char key[24];
+        snprintf(key, sizeof key, "0x%016" PRIx64, r->key);
+        json_object_object_add(e, "key", json_object_new_string(key));
+        json_object_object_add(e, "initiator", json_object_new_string(r->initiator));
+        json_object_object_add(e, "target", json_object_new_string(r->target));
+        json_object_object_add(e, "relative_target_port", json_object_new_int(r->rel_target_port));
+        json_object_array_add(regs, e);
+        if (pr->holder == r)
+            holder = i;
+        i++;
+    }
+    json_object_object_add(o, "format", json_object_new_string("cistern-pr"));
+    json_object_object_add(o, "version", json_object_new_int(1));
+    json_object_object_add(o, "generation", json_object_new_int64(pr->generation));
+    json_object_object_add(o, "type", json_object_new_int(pr->type));
+    json_object_object_add(o, "holder", json_object_new_int(holder));
+    json_object_object_add(o, "registrations", regs);
+    if (asprintf(&text, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY)) < 0)
+        text = NULL;
+    json_object_put(o);
+    return text;
+}
+
+static bool json_get(struct json_object *o, const char *k, enum json_type t,
+                     struct json_object **v)
+{
+    return json_object_object_get_ex(o, k, v) && json_object_is_type(*v, t);
+}
+
+/* Fills @pr (empty) from @text; false when it is not a state file of ours. */
+static bool pr_from_json(struct pr_state *pr, const char *text)
+{
+    struct json_object *o = json_tokener_parse(text), *v, *regs;
+    bool ok = o && json_get(o, "format", json_type_string, &v) &&
+              strcmp(json_object_get_string(v), "cistern-pr") == 0 &&
+              json_get(o, "version", json_type_int, &v) && json_object_get_int(v) == 1 &&
+              json_get(o, "registrations", json_type_array, &regs) &&
+              json_object_array_length(regs) <= PR_MAX_REGS;
+    int64_t gen = 0, type = 0, holder = -1;
+    if (ok && json_get(o, "generation", json_type_int, &v))
+        gen = json_object_get_int64(v);
+    if (ok && json_get(o, "type", json_type_int, &v))
+        type = json_object_get_int64(v);
+    if (ok && json_get(o, "holder", json_type_int, &v))
+        holder = json_object_get_int64(v);
+    size_t n = ok ? json_object_array_length(regs) : 0;
+    ok = ok && gen >= 0 && gen <= UINT32_MAX && (type == 0 || type_valid((uint8_t)type)) &&
+         holder >= -1 && holder < (int64_t)n && (type == 0 || n > 0) &&
+         (holder >= 0) == (type != 0 && !type_all_regs((uint8_t)type));
+    struct pr_reg *last = NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        struct json_object *e = json_object_array_get_idx(regs, i), *key, *ini, *tgt, *rtp;
+        char *end;
+        ok = json_get(e, "key", json_type_string, &key) &&
+             json_get(e, "initiator", json_type_string, &ini) &&
+             json_get(e, "target", json_type_string, &tgt) &&
+             json_get(e, "relative_target_port", json_type_int, &rtp);
+        if (!ok)
+            break;
+        errno = 0;
+        uint64_t k = strtoull(json_object_get_string(key), &end, 16);
+        const char *is = json_object_get_string(ini), *ts = json_object_get_string(tgt);
+        int64_t port = json_object_get_int64(rtp);
+        ok = errno == 0 && *end == 0 && k != 0 && *is && strlen(is) < sizeof(last->initiator) &&
+             *ts && strlen(ts) < sizeof(last->target) && port >= 0 && port <= UINT16_MAX;
+        struct pr_reg *r = ok ? reg_new(is, ts, (uint16_t)port, k) : NULL;
+        if (!r) {
+            ok = false;
+            break;
+        }
+        if (last)
+            LIST_INSERT_AFTER(last, r, link);
+        else
+            LIST_INSERT_HEAD(&pr->regs, r, link);
+        last = r;
+        pr->nregs++;
+        if ((int64_t)i == holder)
+            pr->holder = r;
+    }
+    json_object_put(o);
+    if (!ok) {
+        pr_clear_regs(pr);
+        return false;
+    }
+    pr->generation = (uint32_t)gen;
+    pr->type = (uint8_t)type;
+    pr->aptpl = true;
+    return true;
+}
+
+static void pr_load(struct scsi_lu *lu)
+{
+    if (!lu->pr_file)
+        return;
+    FILE *f = fopen(lu->pr_file, "re");
+    if (!f) {
+        if (errno != ENOENT)
+            log_warn("iscsi: %s: %s: %s; its persistent reservations are lost", lu->name,
+                     lu->pr_file, strerror(errno));
+        return;
+    }
+    size_t cap = PR_MAX_REGS * 1024;
+    CLEANUP_FREE char *buf = malloc(cap);
+    size_t n = buf ? fread(buf, 1, cap - 1, f) : 0;
+    bool whole = buf && feof(f) && !ferror(f);
+    fclose(f);
+    if (buf)
+        buf[n] = 0;
+    if (!whole || !pr_from_json(&lu->pr, buf)) {
+        log_warn("iscsi: %s: %s is not a persistent reservation state this version reads; "
+                 "its reservations are lost", lu->name, lu->pr_file);
+        return;
+    }
+    log_info("iscsi: %s: %u persistent registrations kept through the restart (APTPL)",
+             lu->name, lu->pr.nregs);
+}
+
+/* After a PERSISTENT RESERVE OUT that succeeded: the file follows the state. */
+static int pr_save(struct scsi_lu *lu, bool was_aptpl)
+{
+    if (!lu->pr_file || (!lu->pr.aptpl && !was_aptpl))
+        return 0;
+    if (!lu->pr.aptpl)
+        return file_remove(lu->pr_file);
+    char *text = pr_to_json(&lu->pr);
+    if (!text)
+        return -ENOMEM;
+    int r = file_replace(lu->pr_file, text, strlen(text), 0600);
+    free(text);
     return r;
 }
 
@@ -564,7 +753,7 @@ static enum pro_res pro_register_move(struct pro_ctx *c, struct pr_reg *me)
         c->bit = -1;
         return PRO_BAD_PARAM;
     }
-    if (p[17] & 0x01) { /* APTPL */
+    if ((p[17] & 0x01) && !c->lu->pr_file) { /* APTPL, with nowhere to keep the state */
         c->at = 17;
         c->bit = 0;
         return PRO_BAD_PARAM;
@@ -665,7 +854,7 @@ void pr_out(struct scsi_cmd *cmd)
             scsi_bad_param(cmd, 20, 2);
             goto out;
         }
-        if (f & 0x01) { /* APTPL: nothing is stored (PTPL_C 0) */
+        if ((f & 0x01) && !lu->pr_file) { /* APTPL, with nowhere to keep it (PTPL_C 0) */
             scsi_bad_param(cmd, 20, 0);
             goto out;
         }
@@ -675,6 +864,7 @@ void pr_out(struct scsi_cmd *cmd)
 
     pthread_mutex_lock(&lu->lock);
     enum pro_res res = PRO_GOOD;
+    bool was_aptpl = lu->pr.aptpl;
     struct pr_reg *me = reg_find(&lu->pr, cmd->nx);
     if (lu->pr.spc2_holder && lu->pr.spc2_holder != c.ns) {
         res = PRO_CONFLICT;
@@ -704,7 +894,22 @@ void pr_out(struct scsi_cmd *cmd)
             break;
         }
     }
+    int saved = 0;
+    if (res == PRO_GOOD) {
+        /* The APTPL bit of the last REGISTER of any kind holds for the whole state. */
+        if (c.sa == PRO_REGISTER || c.sa == PRO_REGISTER_IGNORE)
+            lu->pr.aptpl = c.p[20] & 0x01;
+        else if (c.sa == PRO_REGISTER_MOVE)
+            lu->pr.aptpl = c.p[17] & 0x01;
+        saved = pr_save(lu, was_aptpl);
+    }
     pthread_mutex_unlock(&lu->lock);
+    if (saved < 0) {
+        log_err("iscsi: %s: %s: cannot keep the persistent reservations: %s", lu->name,
+                lu->pr_file, strerror(-saved));
+        scsi_sense_errno(cmd, saved == -ENOMEM ? -EIO : saved, true);
+        goto out;
+    }
 
     switch (res) {
     case PRO_GOOD:

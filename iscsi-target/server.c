@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "iscsi-target/iscsi-priv.h"
 
@@ -113,6 +114,7 @@ static struct iscsi_lu *lu_get(struct iscsi_server *srv, const char *target, uin
         .lun = lun,
         .vol_id = info.vol_id,
         .name = info.name,
+        .pr_dir = srv->pr_dir,
     };
     memcpy(cfg.pool_uuid, info.pool_uuid, 16);
     if (!ilu || (r = scsi_lu_create(&cfg, &ilu->lu)) < 0) {
@@ -516,6 +518,15 @@ int iscsi_server_start(const struct iscsi_config *cfg, const struct iscsi_target
     srv->nop_interval_s = cfg->nop_interval_s ? cfg->nop_interval_s : 10;
     srv->nop_timeout_s = cfg->nop_timeout_s ? cfg->nop_timeout_s : 30;
     srv->login_timeout_s = cfg->login_timeout_s ? cfg->login_timeout_s : 30;
+    if (cfg->pr_dir) {
+        if (mkdir(cfg->pr_dir, 0700) < 0 && errno != EEXIST)
+            log_warn("iscsi: %s: %s; persistent reservations cannot persist through a "
+                     "power loss (APTPL is refused)", cfg->pr_dir, strerror(errno));
+        else if (!(srv->pr_dir = strdup(cfg->pr_dir))) {
+            free(srv);
+            return -ENOMEM;
+        }
+    }
     srv->jobs_tail = &srv->jobs_head;
     pthread_mutex_init(&srv->lock, NULL);
     pthread_cond_init(&srv->cond, NULL);
@@ -546,6 +557,7 @@ int iscsi_server_start(const struct iscsi_config *cfg, const struct iscsi_target
         listener_close(&srv->l);
         pthread_mutex_destroy(&srv->lock);
         pthread_cond_destroy(&srv->cond);
+        free(srv->pr_dir);
         free(srv);
         return r;
     }
@@ -608,6 +620,8 @@ void iscsi_server_stop(struct iscsi_server *srv)
         ilu->refs = 1;
         lu_unref(srv, ilu);
     }
+    scsi_pr_forget();
+    free(srv->pr_dir);
     pthread_mutex_destroy(&srv->lock);
     pthread_cond_destroy(&srv->cond);
     free(srv);

@@ -2,8 +2,10 @@
 # `cistern serve --iscsi` against real iSCSI initiators (libiscsi's tools and qemu's iscsi
 # driver): discovery, INQUIRY and READ CAPACITY, qemu-img convert and compare through
 # iscsi:// URLs, iscsi-perf for a few seconds, a volume created while serving, a snapshot
-# given a LUN (read-only), LUNs taken away, a served volume that vol delete refuses; then
-# SIGTERM, exit 0, a consistent pool, and the data still there after a restart.
+# given a LUN (read-only), LUNs taken away, a served volume that vol delete refuses,
+# persistent reservations (cistern-test-pr, on libiscsi) outliving their sessions; then
+# SIGTERM, exit 0, a consistent pool, and after a restart the data still there and what
+# APTPL kept.
 #
 # Needs: iscsi-ls, iscsi-inq, iscsi-readcapacity16, iscsi-perf, qemu-img, qemu-io.
 set -u
@@ -105,10 +107,29 @@ check "vol delete --force ends the iSCSI sessions using the volume and deletes i
 check "the deleted volume is gone" bash -c "! '$CISTERN' vol info tank/pulled 2>/dev/null"
 wait "$hold"
 
+# --- persistent reservations through libiscsi ------------------------------------------------
+# Registrations outlive every session (the LU closes when its last session goes); with
+# APTPL they also outlive the daemon, which is a power loss to the initiators.
+pr="$CISTERN_BUILD/cistern-test-pr"
+"$CISTERN" vol create tank/quorum --size 8M >/dev/null
+"$CISTERN" vol create tank/scratch --size 8M >/dev/null
+lun_q=$(lun_of quorum)
+lun_s=$(lun_of scratch)
+check "REGISTER with APTPL and RESERVE (WRITE EXCLUSIVE) on one LU" bash -c \
+    "timeout 20 '$pr' '$url/$lun_q' register 0xabc aptpl && timeout 20 '$pr' '$url/$lun_q' reserve 0xabc 1"
+check "REGISTER without APTPL on another" timeout 20 "$pr" "$url/$lun_s" register 0x5
+sleep 1 # both LUs close: no session is left on them
+check "the registrations and the reservation outlive the sessions" bash -c \
+    "timeout 20 '$pr' '$url/$lun_q' show | grep -qx 'ptpl_c=1 ptpl_a=1 gen=1 keys=0xabc reservation=0xabc/1' &&
+     timeout 20 '$pr' '$url/$lun_s' show | grep -qx 'ptpl_c=1 ptpl_a=0 gen=1 keys=0x5 reservation=none'"
+
 # --- stop, check, restart -------------------------------------------------------------------
 check "SIGTERM stops the server with status 0" iscsi_stop
 check "pool check after the server stopped" "$CISTERN" pool check tank
 iscsi_start --threads 2 || finish
 check "after a restart LUN 0 still holds the image" \
     timeout 120 qemu-img compare -f raw -F raw "$tmp/img.raw" "$url/0"
+check "after a restart what APTPL kept is back, and only that" bash -c \
+    "timeout 20 '$pr' '$url/$lun_q' show | grep -qx 'ptpl_c=1 ptpl_a=1 gen=1 keys=0xabc reservation=0xabc/1' &&
+     timeout 20 '$pr' '$url/$lun_s' show | grep -qx 'ptpl_c=1 ptpl_a=0 gen=0 keys= reservation=none'"
 finish

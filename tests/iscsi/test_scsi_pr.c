@@ -12,6 +12,8 @@
  */
 #include "tests/iscsi/scsi_test.h"
 
+#include <glob.h>
+
 #define NX T_MAX_NX
 
 struct model {
@@ -523,6 +525,100 @@ static void test_register_and_move(void **state)
     clear_all(s);
 }
 
+/* REPORT CAPABILITIES: PTPL_C and PTPL_A. */
+static void ptpl_bits(struct st *s, bool *c, bool *a)
+{
+    struct t_res r;
+    uint8_t rc[10] = {0x5E, 0x02, 0, 0, 0, 0, 0, 0, 8, 0};
+    assert_int_equal(t_cmd(s->e, s->l, 0, rc, 10, NULL, 0, s->in, 4096, &r), SCSI_GOOD);
+    *c = s->in[2] & 0x01;
+    *a = s->in[3] & 0x01;
+}
+
+/* A restart of the daemon: the target stops (the kept state goes), the LU comes back. */
+static void restart(struct st *s)
+{
+    for (unsigned i = 0; i < NX; i++)
+        scsi_nexus_detach(s->l->lu, &s->l->nx[i]);
+    scsi_lu_destroy(s->l->lu);
+    scsi_pr_forget();
+    assert_int_equal(scsi_lu_create(&s->l->cfg, &s->l->lu), 0);
+    for (unsigned i = 0; i < NX; i++) {
+        assert_int_equal(scsi_nexus_attach(s->l->lu, &s->l->nx[i]), 0);
+        t_clear_ua(s->e, s->l, i);
+    }
+}
+
+static void test_aptpl(void **state)
+{
+    struct st *s = *state;
+    struct t_res r;
+    bool c, a;
+    clear_all(s);
+    /* Without a state directory: PTPL_C 0, and after a restart nothing is left. */
+    ptpl_bits(s, &c, &a);
+    assert_false(c);
+    prout(s, 0, 6, 0, 0, 0x11, 0, &r);
+    assert_int_equal(r.status, SCSI_GOOD);
+    restart(s);
+    s->m = (struct model){.holder = -1};
+    check_state(s);
+
+    /* With one: APTPL=1 keeps registrations, the reservation and PRgeneration. */
+    s->l->cfg.pr_dir = s->e->s.dir;
+    restart(s);
+    ptpl_bits(s, &c, &a);
+    assert_true(c);
+    assert_false(a);
+    prout(s, 0, 6, 0, 0, 0x11, 0x01, &r);
+    assert_int_equal(r.status, SCSI_GOOD);
+    prout(s, 1, 6, 0, 0, 0x22, 0x01, &r);
+    assert_int_equal(r.status, SCSI_GOOD);
+    prout(s, 0, 1, 5, 0x11, 0, 0, &r); /* WRITE EXCLUSIVE - REGISTRANTS ONLY */
+    assert_int_equal(r.status, SCSI_GOOD);
+    ptpl_bits(s, &c, &a);
+    assert_true(a);
+    s->m = (struct model){.holder = 0, .type = 5, .reg = {true, true}, .key = {0x11, 0x22}};
+    uint8_t rk[10] = {0x5E, 0x00, 0, 0, 0, 0, 0, 0x10, 0x00, 0};
+    assert_int_equal(t_cmd(s->e, s->l, 0, rk, 10, NULL, 0, s->in, 4096, &r), SCSI_GOOD);
+    s->m.gen = (uint32_t)t_get_be(s->in, 4);
+    restart(s);
+    check_state(s); /* keys, holder, type, generation, and READ/WRITE conflicts */
+    ptpl_bits(s, &c, &a);
+    assert_true(a);
+
+    /* A REGISTER with APTPL=0 ends it: the file goes, a restart forgets everything. */
+    prout(s, 1, 6, 0, 0, 0x23, 0, &r);
+    assert_int_equal(r.status, SCSI_GOOD);
+    ptpl_bits(s, &c, &a);
+    assert_false(a);
+    restart(s);
+    s->m = (struct model){.holder = -1};
+    check_state(s);
+
+    /* A damaged file is refused whole: the LU starts with nothing. */
+    prout(s, 0, 6, 0, 0, 0x11, 0x01, &r);
+    assert_int_equal(r.status, SCSI_GOOD);
+    char pattern[300], file[600];
+    snprintf(pattern, sizeof pattern, "%s/*.pr.json", s->e->s.dir);
+    glob_t g;
+    assert_int_equal(glob(pattern, 0, NULL, &g), 0);
+    assert_int_equal(g.gl_pathc, 1);
+    snprintf(file, sizeof file, "%s", g.gl_pathv[0]);
+    globfree(&g);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fputs("{\"format\": \"cistern-pr\", \"version\": 1, \"registrations\": [{\"key\": 7}]}", f);
+    fclose(f);
+    restart(s);
+    check_state(s);
+    ptpl_bits(s, &c, &a);
+    assert_false(a);
+    s->l->cfg.pr_dir = NULL;
+    assert_int_equal(unlink(file), 0);
+    restart(s);
+}
+
 static void test_spc2_reserve(void **state)
 {
     struct st *s = *state;
@@ -580,6 +676,7 @@ int main(void)
         cmocka_unit_test(test_pr_params),
         cmocka_unit_test(test_register_and_move),
         cmocka_unit_test(test_spc2_reserve),
+        cmocka_unit_test(test_aptpl),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
