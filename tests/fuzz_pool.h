@@ -1,9 +1,10 @@
 /*
  * fuzz_pool.h - what the libFuzzer targets share:
- *   fuzz_pool_create  the pool they run against: one member file of @bytes under /tmp,
- *                     created, opened without a lock and unlinked at once (the pool keeps it
- *                     open, so nothing is left behind however the fuzzer ends), with the
- *                     volumes layer attached;
+ *   fuzz_setup        the process and the pool they run against: errors only in the log,
+ *                     SIGPIPE ignored, one reactor, a pool "fuzz" on one member file of
+ *                     64 MiB under /tmp, created, opened without a lock and unlinked at once
+ *                     (the pool keeps it open, so nothing is left behind however the fuzzer
+ *                     ends), with a volume "vol" of 8 MiB;
  *   fuzz_converse     one client's byte stream into a server through a socketpair.
  * Both abort on any failure: a fuzzer cannot run without them.
  */
@@ -13,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/common.h"
 #include "pool/pool.h"
 #include "volumes/volumes.h"
 
@@ -29,25 +32,33 @@ static inline void fuzz_die(const char *what, int err)
     abort();
 }
 
-static inline struct pool *fuzz_pool_create(const char *name, uint64_t bytes,
-                                            const struct pool_settings *ps)
+/* @grain: the volume's (0: the pool's default). Commits wait for a flush or a minute. */
+static inline struct pool *fuzz_setup(uint32_t grain)
 {
     char path[] = "/tmp/cistern-fuzz-XXXXXX";
     const char *members[] = {path};
+    struct pool_settings ps;
     struct pool *pool;
+    log_set_level(LOG_ERR);
+    signal(SIGPIPE, SIG_IGN);
+    pool_reactors_configure(1);
+    pool_settings_default(&ps);
+    ps.commit_interval_ms = 60000;
     int r, fd = mkstemp(path);
     if (fd < 0)
         fuzz_die("mkstemp", errno);
-    if (ftruncate(fd, (off_t)bytes) < 0)
+    if (ftruncate(fd, 64 << 20) < 0)
         fuzz_die("ftruncate", errno);
     close(fd);
-    if ((r = pool_create(name, members, 1, ps, true)) < 0)
+    if ((r = pool_create("fuzz", members, 1, &ps, true)) < 0)
         fuzz_die("pool_create", r);
     if ((r = pool_open(members, 1, POOL_OPEN_NOLOCK, &pool)) < 0)
         fuzz_die("pool_open", r);
     unlink(path);
     if ((r = volumes_attach(pool)) < 0)
         fuzz_die("volumes_attach", r);
+    if ((r = vol_create(pool, "vol", 8 << 20, grain, NULL)) < 0)
+        fuzz_die("vol_create", r);
     return pool;
 }
 

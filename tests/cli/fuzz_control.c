@@ -13,7 +13,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <json-c/json.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,16 +34,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     static struct pool *pools[1];
-    struct pool_settings ps;
     int r;
 
-    log_set_level(LOG_ERR);
-    signal(SIGPIPE, SIG_IGN);
-    pool_reactors_configure(1);
-    pool_settings_default(&ps);
-    g_pool = fuzz_pool_create("fuzz", 64 << 20, &ps);
-    if ((r = vol_create(g_pool, "vol", 8 << 20, 0, NULL)) < 0)
-        fuzz_die("vol_create", r);
+    g_pool = fuzz_setup(0);
     struct vol_snap_spec spec = {"vol", "s"};
     if ((r = vol_snapshot(g_pool, &spec, 1)) < 0)
         fuzz_die("vol_snapshot", r);

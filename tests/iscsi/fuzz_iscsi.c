@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,17 +102,9 @@ int LLVMFuzzerInitialize(int *argc UNUSED, char ***argv UNUSED)
     static const struct iscsi_targets targets = {t_login,  t_list, t_luns,
                                                  t_resolve, t_open, t_close};
     struct iscsi_config cfg = {.nop_interval_s = 1, .nop_timeout_s = 2, .login_timeout_s = 5};
-    struct pool_settings ps;
     int r;
 
-    log_set_level(LOG_ERR);
-    signal(SIGPIPE, SIG_IGN);
-    pool_reactors_configure(1);
-    pool_settings_default(&ps);
-    ps.commit_interval_ms = 60000;
-    g_pool = fuzz_pool_create("fuzz", 64 << 20, &ps);
-    if ((r = vol_create(g_pool, "vol", 8 << 20, 4 << 10, NULL)) < 0)
-        fuzz_die("vol_create", r);
+    g_pool = fuzz_setup(4 << 10);
     if ((r = iscsi_server_start(&cfg, &targets, NULL, &g_srv)) < 0)
         fuzz_die("iscsi_server_start", r);
     return 0;

@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,17 +59,9 @@ int LLVMFuzzerInitialize(int *argc UNUSED, char ***argv UNUSED)
 {
     static const struct nbd_exports ex = {ex_open, ex_list, ex_close};
     struct nbd_config cfg = {0};
-    struct pool_settings ps;
     int r;
 
-    log_set_level(LOG_ERR);
-    signal(SIGPIPE, SIG_IGN);
-    pool_reactors_configure(1);
-    pool_settings_default(&ps);
-    ps.commit_interval_ms = 60000;
-    g_pool = fuzz_pool_create("fuzz", 64 << 20, &ps);
-    if ((r = vol_create(g_pool, "vol", 8 << 20, 64 << 10, NULL)) < 0)
-        fuzz_die("vol_create", r);
+    g_pool = fuzz_setup(64 << 10);
     if ((r = nbd_server_start(&cfg, &ex, NULL, &g_srv)) < 0)
         fuzz_die("nbd_server_start", r);
     return 0;
