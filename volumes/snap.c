@@ -106,8 +106,12 @@ int vol_snapshot(struct pool *pool, const struct vol_snap_spec *specs, unsigned 
             struct vstate *vs = v[i]->vs;
             struct disk_volume rec = vs->rec;
             r = btree_share(pool, vs->root);
-            if (r < 0)
+            if (r < 0) {
+                /* The group's earlier snapshots are in the transaction: all or none. */
+                if (i > 0)
+                    pool_poison(pool, r, "snapshot");
                 break;
+            }
             rec.map_root = vs->root.v;
             rec.flags = VOLF_SNAPSHOT | VOLF_SHARED; /* and no LUN until given one */
             rec.lun = 0;
