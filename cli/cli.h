@@ -234,6 +234,20 @@ int cli_target_open(const struct cli *cli, const char *name, struct target *t);
 int cli_target_close(struct target *t);
 
 /*
+ * For the listings over several pools: runs operation @op (no arguments but the pool) on
+ * each pool of @names, through the daemon when it holds the pool (one connection for all),
+ * else on the pool opened here (cli_pool_open with @open_flags), and gives @each the pool's
+ * name and either the result (@res, to be released by the caller of @each: do not keep it
+ * without json_object_get) or why there is none: @open_err < 0 when the pool could not be
+ * opened, else 0 with @res NULL when the operation failed. Returns 0, or EXIT_RUNTIME when a
+ * pool opened here failed to close.
+ */
+int cli_each_pool(const struct cli *cli, char *const *names, size_t n, const char *op,
+                  unsigned open_flags,
+                  void (*each)(void *ctx, const char *name, int open_err, struct json_object *res),
+                  void *ctx);
+
+/*
  * When the daemon holds pool @name, logs "pool NAME is served by the daemon (pid N): stop
  * it first" and returns true: for the commands that must not run while it is served
  * (pool export, import, destroy).

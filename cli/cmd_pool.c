@@ -371,17 +371,50 @@ static void list_row(struct table *t, struct json_object *o, bool parsable)
     table_add(t, row);
 }
 
+struct pool_list {
+    const struct cli *cli;
+    struct json_object *arr;
+    int rc;
+};
+
+static void list_one(void *ctx, const char *name, int open_err, struct json_object *res)
+{
+    struct pool_list *l = ctx;
+    struct json_object *pools = res ? jget(res, "pools") : NULL;
+    struct pool_entry e;
+
+    if (pools != NULL && json_object_array_length(pools) == 1) {
+        json_object_array_add(l->arr, json_object_get(json_object_array_get_idx(pools, 0)));
+        return;
+    }
+    int r = registry_load(l->cli->state_dir, name, &e);
+    if (r < 0) {
+        if (r == -ENOENT)
+            log_err("%s: no such pool", name);
+        l->rc = EXIT_RUNTIME;
+        return;
+    }
+    /* Not open: the cause stands in for the health. */
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "name", json_object_new_string(name));
+    json_object_object_add(o, "health", json_object_new_string(open_err < 0 ? pool_open_cause(open_err)
+                                                                          : "UNAVAILABLE"));
+    json_object_object_add(o, "members", json_object_new_int((int)e.nmembers));
+    json_object_array_add(l->arr, o);
+    if (open_err == 0)
+        l->rc = EXIT_RUNTIME;
+    pool_entry_clear(&e);
+}
+
 static int run_list(const struct cli *cli, const struct cli_args *a,
                     const struct target *unused UNUSED)
 {
     static const char *const headers[] = {"NAME", "SIZE",    "ALLOC", "FREE",
                                           "CAP",  "MEMBERS", "HEALTH"};
-    struct json_object *arr = json_object_new_array();
-    struct ctl_client *ctl = NULL;
+    struct pool_list l = {cli, json_object_new_array(), 0};
+    struct json_object *arr = l.arr;
     char **names = NULL;
     size_t n = 0;
-    char *path;
-    int rc = 0;
 
     if (a->npos > 0) {
         names = (char **)a->pos;
@@ -391,50 +424,9 @@ static int run_list(const struct cli *cli, const struct cli_args *a,
         return EXIT_RUNTIME;
     }
     /* Pools the daemon holds are listed by the daemon; the others are opened here. */
-    path = cli_control_path(cli);
-    if (path != NULL && ctl_connect(path, &ctl) < 0)
-        ctl = NULL;
-    free(path);
-
-    for (size_t i = 0; i < n; i++) {
-        struct cli_args b = {0};
-        struct target t = {0};
-        struct pool_entry e;
-        struct json_object *res = NULL, *pools;
-        int r;
-
-        r = registry_load(cli->state_dir, names[i], &e);
-        if (r < 0) {
-            if (r == -ENOENT)
-                log_err("%s: no such pool", names[i]);
-            rc = EXIT_RUNTIME;
-            continue;
-        }
-        snprintf(b.obj.pool, sizeof b.obj.pool, "%s", names[i]);
-        if (ctl != NULL && ctl_holds(ctl, names[i]))
-            t.ctl = ctl;
-        else
-            r = cli_pool_open(cli, names[i], OPEN_QUIET, &t.pool);
-        if (r == 0 && op_call(cli, &t, "pool.list", &b, &res) == 0 &&
-            (pools = jget(res, "pools")) != NULL && json_object_array_length(pools) == 1) {
-            json_object_array_add(arr, json_object_get(json_object_array_get_idx(pools, 0)));
-        } else {
-            /* Not open: the cause stands in for the health. */
-            struct json_object *o = json_object_new_object();
-            json_object_object_add(o, "name", json_object_new_string(names[i]));
-            json_object_object_add(
-                o, "health", json_object_new_string(r < 0 ? pool_open_cause(r) : "UNAVAILABLE"));
-            json_object_object_add(o, "members", json_object_new_int((int)e.nmembers));
-            json_object_array_add(arr, o);
-            if (r == 0)
-                rc = EXIT_RUNTIME;
-        }
-        json_object_put(res);
-        pool_entry_clear(&e);
-        if (t.pool != NULL && cli_pool_close(t.pool) != 0)
-            rc = EXIT_RUNTIME;
-    }
-    ctl_close(ctl);
+    if (cli_each_pool(cli, names, n, "pool.list", OPEN_QUIET, list_one, &l) != 0)
+        l.rc = EXIT_RUNTIME;
+    int rc = l.rc;
 
     if (a->json) {
         json_print(arr);

@@ -136,17 +136,33 @@ static int check_list(const struct command *cmd, struct cli_args *a)
     return 0;
 }
 
+struct vol_list {
+    struct json_object *arr;
+    int rc;
+};
+
+static void list_one(void *ctx, const char *name UNUSED, int open_err, struct json_object *res)
+{
+    struct vol_list *l = ctx;
+    struct json_object *vols = res ? jget(res, "volumes") : NULL;
+
+    if (open_err < 0 || vols == NULL) {
+        l->rc = EXIT_RUNTIME;
+        return;
+    }
+    for (size_t j = 0; j < json_object_array_length(vols); j++)
+        json_object_array_add(l->arr, json_object_get(json_object_array_get_idx(vols, j)));
+}
+
 static int run_list(const struct cli *cli, const struct cli_args *a,
                     const struct target *unused UNUSED)
 {
     static const char *const headers[] = {"NAME",   "SIZE",    "MAPPED", "REFER",
                                           "UNIQUE", "WRITTEN", "GRAIN"};
-    struct json_object *arr = json_object_new_array();
-    struct ctl_client *ctl = NULL;
+    struct vol_list l = {json_object_new_array(), 0};
+    struct json_object *arr = l.arr;
     char **names = NULL;
     size_t n = 0;
-    char *path;
-    int rc = 0;
 
     if (a->npos == 1) {
         names = calloc(2, sizeof *names);
@@ -161,34 +177,10 @@ static int run_list(const struct cli *cli, const struct cli_args *a,
         return EXIT_RUNTIME;
     }
     /* The volumes of pools the daemon holds come from the daemon. */
-    path = cli_control_path(cli);
-    if (path != NULL && ctl_connect(path, &ctl) < 0)
-        ctl = NULL;
-    free(path);
-
-    for (size_t i = 0; i < n; i++) {
-        struct cli_args b = {0};
-        struct target t = {0};
-        struct json_object *res = NULL, *vols;
-
-        snprintf(b.obj.pool, sizeof b.obj.pool, "%s", names[i]);
-        if (ctl != NULL && ctl_holds(ctl, names[i]))
-            t.ctl = ctl;
-        else if (cli_pool_open(cli, names[i], 0, &t.pool) < 0) {
-            rc = EXIT_RUNTIME;
-            continue;
-        }
-        if (op_call(cli, &t, "vol.list", &b, &res) == 0 && (vols = jget(res, "volumes")) != NULL)
-            for (size_t j = 0; j < json_object_array_length(vols); j++)
-                json_object_array_add(arr, json_object_get(json_object_array_get_idx(vols, j)));
-        else
-            rc = EXIT_RUNTIME;
-        json_object_put(res);
-        if (t.pool != NULL && cli_pool_close(t.pool) != 0)
-            rc = EXIT_RUNTIME;
-    }
-    ctl_close(ctl);
+    if (cli_each_pool(cli, names, n, "vol.list", 0, list_one, &l) != 0)
+        l.rc = EXIT_RUNTIME;
     registry_names_free(names);
+    int rc = l.rc;
 
     if (a->json) {
         json_print(arr);

@@ -11,6 +11,8 @@
  */
 #include "cli/cli.h"
 
+#include <json-c/json.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -156,6 +158,40 @@ int cli_target_close(struct target *t)
     t->pool = NULL;
     t->ctl = NULL;
     return r;
+}
+
+int cli_each_pool(const struct cli *cli, char *const *names, size_t n, const char *op,
+                  unsigned open_flags,
+                  void (*each)(void *ctx, const char *name, int open_err, struct json_object *res),
+                  void *ctx)
+{
+    struct ctl_client *ctl = NULL;
+    char *path = cli_control_path(cli);
+    int rc = 0;
+
+    if (path != NULL && ctl_connect(path, &ctl) < 0)
+        ctl = NULL;
+    free(path);
+    for (size_t i = 0; i < n; i++) {
+        struct cli_args b = {0};
+        struct target t = {0};
+        struct json_object *res = NULL;
+        int r = 0;
+
+        snprintf(b.obj.pool, sizeof b.obj.pool, "%s", names[i]);
+        if (ctl != NULL && ctl_holds(ctl, names[i]))
+            t.ctl = ctl;
+        else
+            r = cli_pool_open(cli, names[i], open_flags, &t.pool);
+        if (r == 0 && op_call(cli, &t, op, &b, &res) < 0)
+            res = NULL;
+        each(ctx, names[i], r, res);
+        json_object_put(res);
+        if (t.pool != NULL && cli_pool_close(t.pool) != 0)
+            rc = EXIT_RUNTIME;
+    }
+    ctl_close(ctl);
+    return rc;
 }
 
 bool cli_refuse_served(const struct cli *cli, const char *name)
