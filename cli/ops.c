@@ -15,6 +15,7 @@
  * theirs already, with the same limits (vol_size_problem, setting_check).
  */
 #include "cli/cli.h"
+#include "iscsi-target/scsi.h"
 
 #include <inttypes.h>
 #include <json-c/json.h>
@@ -177,6 +178,19 @@ static int evict_clients(const struct op_env *env, struct pool *pool, const char
         return 0;
     return op_fail(e, -EBUSY, "%s/%s: %u client(s) still hold it after being disconnected; %s",
                    pool_name(pool), vol, left, what);
+}
+
+/* A volume or snapshot was deleted: its LUN is gone, and the persistent reservations kept
+ * for it (in the daemon, and in its APTPL file) go too. */
+static void volume_gone(const struct op_env *env, struct pool *pool, uint64_t id)
+{
+    struct pool_stats st;
+    CLEANUP_FREE char *pr_dir = NULL;
+    iscsi_serve_luns_changed();
+    pool_stat(pool, &st);
+    if (env->state_dir && asprintf(&pr_dir, "%s/%s", env->state_dir, ISCSI_PR_DIR) < 0)
+        pr_dir = NULL;
+    scsi_pr_drop(pr_dir, st.uuid, id);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -554,10 +568,13 @@ static int op_vol_delete(const struct op_env *env, struct pool *pool, const stru
      * open volume, whose clients would read and write freed space. */
     if (n > 0 && (r = evict_clients(env, pool, a->obj.vol, "not deleted", e)) < 0)
         return r;
-    r = vol_delete(pool, a->obj.vol);
+    struct vol_info vi;
+    r = vol_get_info(pool, a->obj.vol, &vi);
+    if (r == 0)
+        r = vol_delete(pool, a->obj.vol);
     if (r < 0)
         return vol_fail(e, a, r);
-    iscsi_serve_luns_changed(); /* its LUN is gone */
+    volume_gone(env, pool, vi.id);
     *out = json_object_new_object();
     jadd_str(*out, "name", full);
     return 0;
@@ -642,10 +659,13 @@ static int op_snap_delete(const struct op_env *env, struct pool *pool, const str
     if (n > 0)
         return op_fail(e, -EBUSY, "snapshot %s/%s is served to %u client(s)", a->obj.pool, name,
                        n);
-    int r = vol_delete(pool, name);
+    struct vol_info vi;
+    int r = vol_get_info(pool, name, &vi);
+    if (r == 0)
+        r = vol_delete(pool, name);
     if (r < 0)
         return op_fail(e, r, "%s/%s: %s", a->obj.pool, name, vol_error_cause(r));
-    iscsi_serve_luns_changed(); /* its LUN, if it had one, is gone */
+    volume_gone(env, pool, vi.id);
     *out = json_object_new_object();
     return 0;
 }

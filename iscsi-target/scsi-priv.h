@@ -267,7 +267,7 @@ struct scsi_lu {
     uint64_t vol_id;
     char name[2 * NAME_MAX_LEN + 4];
     uint8_t naa[SCSI_NAA_LEN]; /* NAA designator (VPD 0x83, EXTENDED COPY) */
-    char serial[64];         /* unit serial number (VPD 0x80) */
+    char serial[SCSI_SERIAL_LEN]; /* unit serial number (VPD 0x80): scsi_serial */
     char *pr_file;           /* the APTPL state file, or NULL (no pr_dir) */
     uint32_t grain;          /* bytes */
     unsigned lbppbe;         /* log2(grain / 512) */
@@ -465,6 +465,8 @@ void pr_reset_locked(struct scsi_lu *lu);
 void pr_open(struct scsi_lu *lu);
 /* At its destruction: keeps its registrations and reservation for the next pr_open. */
 void pr_close(struct scsi_lu *lu);
+/* The APTPL state file of the LU with unit serial number @serial (malloc'd), or NULL. */
+char *pr_file_path(const char *pr_dir, const char *serial);
 
 /* Decodes LBA and transfer length of a READ/WRITE/VERIFY-shaped CDB. */
 void sbc_decode_rw(const uint8_t *cdb, uint64_t *lba, uint32_t *nblocks);

@@ -78,6 +78,13 @@ void scsi_lu_destroy(struct scsi_lu *lu);
 /* Forgets the persistent reservations kept for volumes that have no LU now: the target
  * stops, which is a power loss to its initiators (what APTPL kept stays in its files). */
 void scsi_pr_forget(void);
+/* The volume is deleted: forgets what is kept for it, and removes its APTPL file from
+ * @pr_dir (NULL: none). */
+void scsi_pr_drop(const char *pr_dir, const uint8_t pool_uuid[16], uint64_t vol_id);
+
+#define SCSI_SERIAL_LEN 64
+/* The unit serial number of a volume's LU (VPD 0x80), which also names its APTPL file. */
+void scsi_serial(const uint8_t pool_uuid[16], uint64_t vol_id, char out[SCSI_SERIAL_LEN]);
 
 /*
  * The I_T nexus state of one session on one LU. The initiator port name is

@@ -422,6 +422,18 @@ struct scsi_lu *scsi_lu_lookup_naa(const uint8_t naa[SCSI_NAA_LEN])
  * on every start and for every session, and different between volumes. The IEEE-based NAA
  * types (5h, 6h) need a Company ID assigned to the vendor, which Cistern does not have.
  */
+void scsi_serial(const uint8_t pool_uuid[16], uint64_t vol_id, char out[SCSI_SERIAL_LEN])
+{
+    /* 32 hex digits of the pool, 16 of the volume: unique, and stable across restarts. */
+    char u[UUID_STR_LEN];
+    uuid_format(pool_uuid, u);
+    size_t k = 0;
+    for (const char *p = u; *p; p++)
+        if (*p != '-')
+            out[k++] = *p;
+    snprintf(out + k, SCSI_SERIAL_LEN - k, "%016llx", (unsigned long long)vol_id);
+}
+
 static int make_naa(struct scsi_lu *lu)
 {
     uint8_t in[24], md[32];
@@ -455,20 +467,10 @@ int scsi_lu_create(const struct scsi_lu_config *cfg, struct scsi_lu **out)
     lu->grain = grain;
     if (cfg->grain_physical)
         lu->lbppbe = MIN((unsigned)__builtin_ctz(grain) - SCSI_BLOCK_SHIFT, 15u);
-    char u[UUID_STR_LEN];
-    uuid_format(lu->pool_uuid, u);
-    /* 32 hex digits of the pool, 16 of the volume: unique, and stable across restarts. */
-    size_t k = 0;
-    for (const char *p = u; *p; p++)
-        if (*p != '-')
-            lu->serial[k++] = *p;
-    snprintf(lu->serial + k, sizeof(lu->serial) - k, "%016llx", (unsigned long long)lu->vol_id);
+    scsi_serial(lu->pool_uuid, lu->vol_id, lu->serial);
     int r = make_naa(lu);
-    if (r == 0 && cfg->pr_dir &&
-        asprintf(&lu->pr_file, "%s/%s.pr.json", cfg->pr_dir, lu->serial) < 0) {
-        lu->pr_file = NULL;
+    if (r == 0 && cfg->pr_dir && !(lu->pr_file = pr_file_path(cfg->pr_dir, lu->serial)))
         r = -ENOMEM;
-    }
     if (r < 0) {
         free(lu);
         return r;

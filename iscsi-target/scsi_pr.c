@@ -248,6 +248,33 @@ void scsi_pr_forget(void)
     }
 }
 
+void scsi_pr_drop(const char *pr_dir, const uint8_t pool_uuid[16], uint64_t vol_id)
+{
+    pthread_mutex_lock(&kept_lock);
+    struct pr_kept *k = kept_find(pool_uuid, vol_id);
+    if (k)
+        LIST_REMOVE(k, link);
+    pthread_mutex_unlock(&kept_lock);
+    if (k) {
+        pr_clear_regs(&k->pr);
+        free(k);
+    }
+    char serial[SCSI_SERIAL_LEN], *path;
+    scsi_serial(pool_uuid, vol_id, serial);
+    if (pr_dir && (path = pr_file_path(pr_dir, serial))) {
+        int r = file_remove(path);
+        if (r < 0)
+            log_warn("%s: %s", path, strerror(-r));
+        free(path);
+    }
+}
+
+char *pr_file_path(const char *pr_dir, const char *serial)
+{
+    char *path;
+    return asprintf(&path, "%s/%s.pr.json", pr_dir, serial) < 0 ? NULL : path;
+}
+
 void pr_close(struct scsi_lu *lu)
 {
     struct pr_kept *k = NULL;

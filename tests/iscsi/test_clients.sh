@@ -132,4 +132,12 @@ check "after a restart LUN 0 still holds the image" \
 check "after a restart what APTPL kept is back, and only that" bash -c \
     "timeout 20 '$pr' '$url/$lun_q' show | grep -qx 'ptpl_c=1 ptpl_a=1 gen=1 keys=0xabc reservation=0xabc/1' &&
      timeout 20 '$pr' '$url/$lun_s' show | grep -qx 'ptpl_c=1 ptpl_a=0 gen=0 keys= reservation=none'"
+check "the APTPL state is one file in the state directory" \
+    test "$(ls "$CISTERN_STATE_DIR/iscsi-pr" | grep -c '\.pr\.json$')" = 1
+for ((i = 0; i < 50; i++)); do
+    "$CISTERN" vol delete tank/quorum 2>/dev/null && break
+    sleep 0.2 # the logical unit closes once the tool's session has gone
+done
+check "deleting the volume removes its APTPL state" bash -c \
+    "! '$CISTERN' vol info tank/quorum 2>/dev/null && ! ls '$CISTERN_STATE_DIR/iscsi-pr' | grep -q ."
 finish
