@@ -465,7 +465,6 @@ const char *image_format_name(enum image_format f);
 
 #define ISCSI_IQN_PREFIX "iqn.2026-11.org.cistern:" /* + POOL: the pool's target */
 #define ISCSI_CONF_FILE "iscsi.json"                /* per-target settings, in STATE_DIR */
-#define ISCSI_PR_DIR "iscsi-pr"                     /* APTPL reservation states, in STATE_DIR */
 
 /* The daemon's iSCSI settings (command line and configuration file); NULL when not given. */
 struct iscsi_serve_opts {
@@ -495,6 +494,9 @@ unsigned iscsi_serve_clients(struct iscsi_serve *s, struct pool *pool, uint64_t 
 unsigned iscsi_serve_evict(struct iscsi_serve *s, struct pool *pool, uint64_t id);
 /* LUN numbers changed: sessions look their LUNs up again. No-op outside the daemon. */
 void iscsi_serve_luns_changed(void);
+/* Where persistent reservations made with APTPL are kept: STATE_DIR/iscsi-pr (malloc'd;
+ * NULL when out of memory or @state_dir is NULL). */
+char *iscsi_pr_dir(const char *state_dir);
 
 /* STATE_DIR/iscsi.json: {"targets": {"POOL": {"auth", "chap_user", "chap_secret",
  * "mutual_user", "mutual_secret", "initiators": [...]}}}. Load gives {} when absent;

@@ -185,11 +185,9 @@ static int evict_clients(const struct op_env *env, struct pool *pool, const char
 static void volume_gone(const struct op_env *env, struct pool *pool, uint64_t id)
 {
     struct pool_stats st;
-    CLEANUP_FREE char *pr_dir = NULL;
+    CLEANUP_FREE char *pr_dir = iscsi_pr_dir(env->state_dir);
     iscsi_serve_luns_changed();
     pool_stat(pool, &st);
-    if (env->state_dir && asprintf(&pr_dir, "%s/%s", env->state_dir, ISCSI_PR_DIR) < 0)
-        pr_dir = NULL;
     scsi_pr_drop(pr_dir, st.uuid, id);
 }
 

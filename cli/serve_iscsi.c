@@ -466,6 +466,14 @@ void iscsi_serve_luns_changed(void)
 /* Start and stop                                                                            */
 /* ---------------------------------------------------------------------------------------- */
 
+char *iscsi_pr_dir(const char *state_dir)
+{
+    char *dir;
+    if (state_dir == NULL || asprintf(&dir, "%s/iscsi-pr", state_dir) < 0)
+        return NULL;
+    return dir;
+}
+
 int iscsi_serve_start(const struct cli *cli, struct pool *const *pools, size_t npools,
                       bool readonly, const struct iscsi_serve_opts *o, struct iscsi_serve **out)
 {
@@ -477,8 +485,8 @@ int iscsi_serve_start(const struct cli *cli, struct pool *const *pools, size_t n
         .lun_open = t_lun_open,
         .lun_close = t_lun_close,
     };
-    CLEANUP_FREE char *pr_dir = NULL;
-    if (asprintf(&pr_dir, "%s/%s", cli->state_dir, ISCSI_PR_DIR) < 0)
+    CLEANUP_FREE char *pr_dir = iscsi_pr_dir(cli->state_dir);
+    if (pr_dir == NULL)
         return -ENOMEM;
     struct iscsi_config cfg = {
         .listen = iscsi_serve_listen(o),

@@ -420,7 +420,8 @@ void pool_data_write(struct pool *pool, pblk_t start, uint64_t off, const void *
  */
 void reactor_recv(int fd, void *buf, size_t len, int flags, struct io_op *op);
 struct msghdr;
-void reactor_sendmsg(int fd, const struct msghdr *msg, int flags, struct io_op *op); /* @msg lives until done */
+/* @msg, its iovecs and what they point to stay valid until @op completes. */
+void reactor_sendmsg(int fd, const struct msghdr *msg, int flags, struct io_op *op);
 void reactor_accept(int fd, struct io_op *op); /* res: the new fd, close-on-exec */
 void reactor_poll(int fd, unsigned poll_events, struct io_op *op); /* one-shot */
 /* Asks the kernel to cancel @target; @target completes (often with -ECANCELED), and @op
